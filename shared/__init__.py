@@ -1,0 +1,1 @@
+"""What producers and workers both import: schemas, registry, adapters, store, limiter, scrubber."""
