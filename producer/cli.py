@@ -1,0 +1,302 @@
+"""The `sluice` command. Each command is a thin shell over `producer.Client` and `workers.pool`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import msgspec
+
+from producer.client import Client, request_source
+from producer.export import export
+from shared.config import Settings, load_settings
+from shared.embedded import redis_url_or_embedded
+from shared.errors import SluiceError
+from shared.log import configure_logging
+from shared.schema import TERMINAL_STATUSES, BatchState
+from shared.scrub import scrub
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {scrub(message)}", err=True)
+    sys.exit(code)
+
+
+class SluiceGroup(click.Group):
+    """Turns SluiceErrors into one clear, scrubbed line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SluiceError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=SluiceGroup, context_settings=CONTEXT)
+@click.version_option(package_name="llm-sluice")
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: WARNING for clients).")
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None) -> None:
+    """Push large volumes of LLM chat and embedding requests through many providers.
+
+    Quick start: `sluice run requests.jsonl -o results.jsonl` (starts a private Redis and local
+    workers when REDIS_URL is unset). Deployments run `sluice worker` processes against a shared
+    REDIS_URL and submit with `sluice submit`.
+    """
+    ctx.obj = load_settings(log_level=log_level)
+    configure_logging(log_level or "WARNING", ctx.obj.log_format)
+
+
+def need_redis(settings: Settings) -> str:
+    if not settings.redis_url:
+        fail("set REDIS_URL (e.g. redis://localhost:6379/0) to reach your sluice deployment; "
+             "`sluice run` works without it on a private Redis")
+    return settings.redis_url
+
+
+# -- run: the whole job on one machine -------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write OpenAI batch output JSONL.")
+@click.option("--provider", help="Provider for every request (else from a `provider/model` prefix).")
+@click.option("--model", help="Model for a plain prompt file (one prompt per line).")
+@click.option("--workers", "processes", type=int, default=None,
+              help="Local worker processes to start [default: CPU count; 0 with REDIS_URL = use "
+                   "workers already serving it].")
+@click.option("--concurrency", type=int, default=None, help="Requests in flight per worker process.")
+@click.option("--chunk-size", type=int, default=None, help="Requests per queued job.")
+@click.option("--partial", is_flag=True, help="Submit the valid lines even if some are malformed.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def run(settings: Settings, input_file: Path, output: Path, provider: str | None, model: str | None,
+        processes: int | None, concurrency: int | None, chunk_size: int | None, partial: bool,
+        no_progress: bool) -> None:
+    """Run a batch end to end: queue, local workers, progress, results file."""
+    settings = msgspec.structs.replace(
+        settings, **_overrides(concurrency=concurrency, chunk_size=chunk_size)
+    )
+    embedded = not settings.redis_url
+    with redis_url_or_embedded(settings.redis_url) as url:
+        client = Client(url, settings)
+        batch_id, report = client.submit_file(input_file, provider=provider, model=model,
+                                              partial=partial, check_keys="local")
+        _report_skipped(report)
+        state = client.status(batch_id)
+        count = processes if processes is not None else (os.cpu_count() or 2)
+        if embedded:
+            count = max(1, count)
+        with _local_pool(state.providers, count, url, settings):
+            state = client.wait(batch_id, progress=None if no_progress else _progress_bar(state))
+        order = _custom_ids(input_file, provider, model)
+        written = export(client.store, batch_id, output, order=order)
+        _summary(state, written, output)
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@contextlib.contextmanager
+def _local_pool(providers: tuple[str, ...], processes: int, url: str, settings: Settings) -> Iterator[None]:
+    if processes <= 0:
+        yield
+        return
+    from workers.pool import WorkerPool
+
+    env = {**os.environ, **_settings_env(settings)}
+    with WorkerPool(providers, processes, redis_url=url, env=env, grace=5.0):
+        yield
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    return {
+        "SLUICE_CONCURRENCY": str(settings.concurrency),
+        "SLUICE_CHUNK_SIZE": str(settings.chunk_size),
+        "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
+    }
+
+
+def _custom_ids(path: Path, provider: str | None, model: str | None) -> Iterator[str]:
+    for request in request_source(path, provider=provider, model=model, kind="chat")():
+        yield request.custom_id
+
+
+def _report_skipped(report: Any) -> None:
+    for error in report.errors[:20]:
+        click.echo(f"skipped: {scrub(str(error))}", err=True)
+    if len(report.errors) > 20:
+        click.echo(f"... and {len(report.errors) - 20} more skipped lines", err=True)
+
+
+class _progress_bar:  # noqa: N801 - used like a function
+    """A tqdm bar fed by polled batch state: done/failed/rate/ETA."""
+
+    def __init__(self, state: BatchState) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=state.counts.total, unit="req", dynamic_ncols=True, file=sys.stderr,
+                        disable=None)
+        self.done = 0
+
+    def __call__(self, state: BatchState) -> None:
+        done = state.counts.done
+        self.bar.update(done - self.done)
+        self.done = done
+        self.bar.set_postfix(failed=state.counts.failed, refresh=False)
+        if state.status in TERMINAL_STATUSES:
+            self.bar.close()
+
+
+def _summary(state: BatchState, written: int, output: Path | None) -> None:
+    c = state.counts
+    where = f" to {output}" if output else ""
+    click.echo(f"{state.batch_id}: {state.status}, {c.completed} succeeded, {c.failed} failed; "
+               f"{written} result lines written{where}", err=True)
+
+
+# -- deployment commands ---------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.option("--providers", default=None,
+              help="Comma-separated provider ids to serve [default: every provider].")
+@click.option("--processes", type=int, default=None, help="Worker processes [default: CPU count].")
+@click.option("--concurrency", type=int, default=None, help="Requests in flight per process.")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.pass_obj
+def worker(settings: Settings, providers: str | None, processes: int | None,
+           concurrency: int | None, burst: bool) -> None:
+    """Serve provider queues with a pool of worker processes (a dead process is replaced)."""
+    from shared.registry import all_providers, get
+    from workers.pool import WorkerPool
+
+    url = need_redis(settings)
+    ids = [get(p).id for p in providers.split(",") if p] if providers else [p.id for p in all_providers()]
+    settings = msgspec.structs.replace(settings, **_overrides(concurrency=concurrency))
+    env = {**os.environ, **_settings_env(settings), "SLUICE_LOG_LEVEL": settings.log_level}
+    count = processes or os.cpu_count() or 2
+    click.echo(f"sluice worker: {count} processes serving {', '.join(ids)}", err=True)
+    sys.exit(WorkerPool(ids, count, redis_url=url, env=env, burst=burst).run())
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--provider", help="Provider for every request (else from a `provider/model` prefix).")
+@click.option("--model", help="Model for a plain prompt file.")
+@click.option("--partial", is_flag=True, help="Submit the valid lines even if some are malformed.")
+@click.option("--wait", "wait_", is_flag=True, help="Block with a progress bar until done.")
+@click.pass_obj
+def submit(settings: Settings, input_file: Path, provider: str | None, model: str | None,
+           partial: bool, wait_: bool) -> None:
+    """Queue a batch file for the running workers; prints the batch id."""
+    client = Client(need_redis(settings), settings)
+    batch_id, report = client.submit_file(input_file, provider=provider, model=model, partial=partial)
+    _report_skipped(report)
+    click.echo(batch_id)
+    if wait_:
+        state = client.wait(batch_id, progress=_progress_bar(client.status(batch_id)))
+        _summary(state, 0, None)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(settings: Settings, batch_id: str, as_json: bool) -> None:
+    """Show a batch's lifecycle status, request counts, tokens and usage by model."""
+    state = Client(need_redis(settings), settings).status(batch_id)
+    if as_json:
+        click.echo(msgspec.json.encode(state_dict(state)).decode())
+        return
+    c = state.counts
+    click.echo(f"batch     {state.batch_id}\nstatus    {state.status}\n"
+               f"requests  {c.done}/{c.total} done ({c.completed} completed, {c.failed} failed)\n"
+               f"tokens    {state.prompt_tokens} prompt, {state.completion_tokens} completion")
+    for route, usage in sorted(state.usage_by_model.items()):
+        click.echo(f"  {route:40} {usage.get('calls', 0):>8} calls {usage.get('prompt_tokens', 0):>10} in "
+                   f"{usage.get('completion_tokens', 0):>10} out")
+
+
+def state_dict(state: BatchState) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(state)
+    data["request_counts"] = {"total": state.counts.total, "completed": state.counts.completed,
+                              "failed": state.counts.failed}
+    return data
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("batch_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output file [default: stdout].")
+@click.pass_obj
+def results(settings: Settings, batch_id: str, output: Path | None) -> None:
+    """Write a batch's results as OpenAI batch output JSONL."""
+    client = Client(need_redis(settings), settings)
+    client.status(batch_id)
+    written = export(client.store, batch_id, output)
+    if output:
+        click.echo(f"{written} result lines written to {output}", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("batch_id")
+@click.option("--from", "after", default="0", help="Stream position to resume after [default: start].")
+@click.option("--follow/--no-follow", default=True, help="Keep waiting until the batch is done.")
+@click.pass_obj
+def watch(settings: Settings, batch_id: str, after: str, follow: bool) -> None:
+    """Print results as they arrive: `<position> <custom_id> ok|failed <status> <provider/model>`."""
+    client = Client(need_redis(settings), settings)
+    client.status(batch_id)
+    for event in client.subscribe(batch_id, after=after, until_done=True, block_ms=1000 if follow else None):
+        mark = "ok" if event.ok else "failed"
+        click.echo(f"{event.position} {event.custom_id} {mark} {event.status_code} "
+                   f"{event.provider}/{event.model}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("batch_id")
+@click.pass_obj
+def cancel(settings: Settings, batch_id: str) -> None:
+    """Cancel a batch: requests not yet run are recorded as failed with `batch_cancelled`."""
+    state = Client(need_redis(settings), settings).cancel(batch_id)
+    click.echo(f"{batch_id}: {state.status}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", required=True, help="Embedding model, e.g. openai/text-embedding-3-small.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write vectors JSONL: {\"line\", \"embedding\"} per input line.")
+@click.option("--provider", help="Provider (else from the model's `provider/` prefix).")
+@click.option("--workers", "processes", type=int, default=None, help="Local worker processes.")
+@click.option("--batch-size", type=int, default=64, help="Input lines per embedding request.")
+@click.pass_obj
+def embed(settings: Settings, corpus: Path, model: str, output: Path, provider: str | None,
+          processes: int | None, batch_size: int) -> None:
+    """Embed a text file, one input per line, into a vectors JSONL file in input order."""
+    from producer.embed import embed_corpus
+
+    with redis_url_or_embedded(settings.redis_url) as url:
+        client = Client(url, settings)
+        count = processes if processes is not None else (os.cpu_count() or 2)
+        written = embed_corpus(client, corpus, output, model=model, provider=provider,
+                               batch_size=batch_size, pool=lambda p: _local_pool(p, count, url, settings),
+                               progress=_progress_bar)
+    click.echo(f"{written} vectors written to {output}", err=True)
+
+
+def _register_optional_commands() -> None:
+    with contextlib.suppress(ImportError):
+        from producer.cli_providers import COMMANDS
+
+        for command in COMMANDS:
+            main.add_command(command)
+
+
+_register_optional_commands()

@@ -1,0 +1,1 @@
+"""The worker pool: RQ job entry point, execution loop, provider transport."""

@@ -1,0 +1,170 @@
+"""Run one chunk: its requests concurrently on this process's event loop, each result written once.
+
+Per request: skip if already done (a re-run after a crash) → resolve endpoint → split embeddings
+to the provider's per-call cap → transport (limiter, retries) → OpenAI-shaped result → store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from shared import registry
+from shared.adapters import Adapter, Endpoint, Parsed, get_adapter
+from shared.adapters.openai import embeddings_body
+from shared.config import Settings, resolve_endpoint
+from shared.errors import ProviderError, SluiceError
+from shared.schema import Chunk, ErrorInfo, Request, Result, Usage
+from shared.scrub import scrub
+from shared.store import ResultWriter
+from workers.transport import Attempt, Transport
+
+log = structlog.get_logger("sluice.worker")
+
+
+@dataclass
+class WorkerContext:
+    """Per-process resources, built once when the worker starts (never at import)."""
+
+    settings: Settings
+    transport: Transport
+    writer: ResultWriter
+    semaphore: asyncio.Semaphore
+    endpoints: dict[str, Endpoint | SluiceError] = field(default_factory=dict)
+    adapters: dict[str, Adapter] = field(default_factory=dict)
+
+    def endpoint(self, provider: str) -> Endpoint:
+        if provider not in self.endpoints:
+            try:
+                self.endpoints[provider] = resolve_endpoint(registry.get(provider))
+            except SluiceError as exc:
+                self.endpoints[provider] = exc
+        found = self.endpoints[provider]
+        if isinstance(found, SluiceError):
+            raise found
+        return found
+
+    def adapter(self, provider: str) -> Adapter:
+        if provider not in self.adapters:
+            self.adapters[provider] = get_adapter(registry.get(provider).adapter)
+        return self.adapters[provider]
+
+
+async def execute_chunk(chunk: Chunk, ctx: WorkerContext) -> dict[str, int]:
+    """Run every request of a chunk not already done; returns counts for RQ's job result."""
+    ids = [r.custom_id for r in chunk.requests]
+    done = await ctx.writer.done_ids(chunk.batch_id, ids)
+    cancelled = await ctx.writer.status(chunk.batch_id) in ("cancelling", "cancelled")
+    todo = [r for r in chunk.requests if r.custom_id not in done]
+    bound = structlog.contextvars.bound_contextvars
+    with bound(batch_id=chunk.batch_id, chunk_id=chunk.chunk_id, provider=chunk.provider):
+        log.info("chunk_started", requests=len(ids), skipped=len(done), cancelled=cancelled)
+        outcomes = await asyncio.gather(*(_run_one(chunk.batch_id, r, ctx, cancelled) for r in todo))
+        written = sum(outcomes)
+        log.info("chunk_finished", written=written)
+    return {"requests": len(ids), "skipped": len(done), "written": written}
+
+
+async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelled: bool) -> int:
+    if cancelled:
+        result = failure(request, ErrorInfo("batch_cancelled", "the batch was cancelled"), 0, 0)
+    else:
+        async with ctx.semaphore:
+            result = await run_request(request, ctx)
+    return int(await ctx.writer.record(batch_id, result))
+
+
+async def run_request(request: Request, ctx: WorkerContext) -> Result:
+    """One request to its final Result (success or scrubbed failure); never raises for provider errors."""
+    attempt = Attempt()
+    try:
+        parsed = await call_provider(request, ctx, attempt)
+    except ProviderError as exc:
+        return failure(request, error_info(exc), exc.status, attempt.attempts)
+    except SluiceError as exc:
+        return failure(request, error_info(exc), 0, attempt.attempts)
+    return Result(
+        custom_id=request.custom_id,
+        status_code=200,
+        provider=request.provider,
+        model=parsed.model or request.model,
+        request_id=parsed.request_id,
+        body=parsed.body,
+        usage=parsed.usage,
+        attempts=attempt.attempts,
+        finished_at=time.time(),
+        raw=parsed.raw if request.keep_raw else None,
+    )
+
+
+async def call_provider(request: Request, ctx: WorkerContext, attempt: Attempt) -> Parsed:
+    endpoint = ctx.endpoint(request.provider)
+    adapter = ctx.adapter(request.provider)
+    if request.kind == "chat":
+        return await ctx.transport.call(
+            adapter,
+            endpoint,
+            lambda: adapter.build_chat(endpoint, request.model, request.body),
+            lambda h, c: adapter.parse_chat(h, c, request.model),
+            attempt,
+        )
+    return await embed(request, ctx, adapter, endpoint, attempt)
+
+
+async def embed(
+    request: Request, ctx: WorkerContext, adapter: Adapter, endpoint: Endpoint, attempt: Attempt
+) -> Parsed:
+    """Split the inputs to the provider's per-call cap, call concurrently, reassemble in order."""
+    raw_input = request.body.get("input", [])
+    inputs: list[Any] = raw_input if isinstance(raw_input, list) else [raw_input]
+    body = {k: v for k, v in request.body.items() if k != "input"}
+    cap = min(adapter.max_embed_inputs or len(inputs) or 1, registry.get(request.provider).max_embed_inputs or 10**9)
+    parts = [inputs[i : i + cap] for i in range(0, len(inputs), cap)] or [[]]
+
+    async def one(part: list[Any]) -> Parsed:
+        return await ctx.transport.call(
+            adapter,
+            endpoint,
+            lambda: adapter.build_embeddings(endpoint, request.model, part, body),
+            lambda h, c: adapter.parse_embeddings(h, c, request.model),
+            attempt,
+        )
+
+    answers = await asyncio.gather(*(one(p) for p in parts))
+    return merge_embeddings(answers, request.model)
+
+
+def merge_embeddings(answers: list[Parsed], model: str) -> Parsed:
+    if len(answers) == 1:
+        return answers[0]
+    vectors = [item["embedding"] for a in answers for item in a.body["data"]]
+    prompt = sum(a.usage.prompt_tokens for a in answers)
+    usage = Usage(prompt_tokens=prompt, total_tokens=sum(a.usage.total_tokens for a in answers))
+    body = embeddings_body(vectors, answers[0].model or model, usage)
+    return Parsed(body, usage, answers[0].model or model, answers[0].request_id)
+
+
+def error_info(exc: SluiceError) -> ErrorInfo:
+    code = getattr(exc, "code", None) or _snake(type(exc).__name__)
+    return ErrorInfo(code=str(code), message=scrub(str(exc)))
+
+
+def failure(request: Request, error: ErrorInfo, status: int, attempts: int) -> Result:
+    return Result(
+        custom_id=request.custom_id,
+        status_code=status,
+        provider=request.provider,
+        model=request.model,
+        error=error,
+        attempts=attempts,
+        finished_at=time.time(),
+    )
+
+
+def _snake(name: str) -> str:
+    name = name.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

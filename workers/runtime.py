@@ -1,0 +1,75 @@
+"""One event loop per worker process, on a background thread, kept across jobs.
+
+RQ calls job functions synchronously; `run_chunk` hands the coroutine to this loop, so the HTTP
+client's connections, the limiter's scripts and the Redis pool stay warm from one chunk to the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import redis.asyncio as aredis
+
+from shared.config import Settings
+from shared.store import ResultWriter
+from workers.executor import WorkerContext
+from workers.http import make_client
+from workers.transport import Transport
+
+T = TypeVar("T")
+
+
+class Runtime:
+    """The process's loop thread and the `WorkerContext` built on it."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sluice-loop", daemon=True)
+        self.thread.start()
+        self.context: WorkerContext = self.run(self._build()).result()
+
+    async def _build(self) -> WorkerContext:
+        s = self.settings
+        client = aredis.Redis.from_url(self.redis_url, max_connections=max(8, s.concurrency))
+        http = make_client(max_connections=s.concurrency, timeout=s.request_timeout)
+        transport = Transport(http, max_attempts=s.max_attempts, timeout=s.request_timeout)
+        return WorkerContext(
+            settings=s,
+            transport=transport,
+            writer=ResultWriter(client, s.result_ttl),
+            semaphore=asyncio.Semaphore(s.concurrency),
+        )
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        async def _close() -> None:
+            await self.context.transport.client.aclose()
+            await self.context.writer.client.aclose()
+
+        try:
+            self.run(_close()).result(timeout=5)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+
+
+_runtime: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def current() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("no sluice runtime in this process: start it with `sluice worker`")
+    return _runtime
