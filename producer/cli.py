@@ -125,8 +125,9 @@ def _settings_env(settings: Settings) -> dict[str, str]:
 
 
 def _custom_ids(path: Path, provider: str | None, model: str | None) -> Iterator[str]:
-    for request in request_source(path, provider=provider, model=model, kind="chat")():
-        yield request.custom_id
+    for item in request_source(path, provider=provider, model=model, kind="chat")():
+        if not isinstance(item, SluiceError):
+            yield item.custom_id
 
 
 def _report_skipped(report: Any) -> None:

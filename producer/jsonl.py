@@ -5,7 +5,7 @@ Every error names its line. Lines are read one at a time, so memory stays flat f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -91,16 +91,26 @@ def _check_body(kind: str, body: dict[str, Any], spec: registry.ProviderSpec, **
             raise InputError(f"provider {spec.id!r} does not offer embeddings", **where)
 
 
-def read_batch(path: Path, *, provider: str | None = None) -> Iterator[Request]:
-    """Requests from an OpenAI batch JSONL file; blank lines are skipped; errors name the line."""
+def read_batch(path: Path, *, provider: str | None = None) -> Iterator[Request | InputError]:
+    """Requests from an OpenAI batch JSONL file; blank lines are skipped. A bad line is yielded as
+    its `InputError` (naming the line) so the caller decides whether to stop or skip it."""
     source = path.name
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if raw.strip():
-                yield parse_batch_line(raw, number, provider=provider, source=source)
+                yield _attempt(parse_batch_line, raw, number, provider=provider, source=source)
 
 
-def read_prompts(path: Path, *, model: str, provider: str | None = None, kind: str = "chat") -> Iterator[Request]:
+def _attempt(parse: Callable[..., Request], *args: Any, **kwargs: Any) -> Request | InputError:
+    try:
+        return parse(*args, **kwargs)
+    except InputError as exc:
+        return exc
+
+
+def read_prompts(
+    path: Path, *, model: str, provider: str | None = None, kind: str = "chat"
+) -> Iterator[Request | InputError]:
     """One request per non-empty line of a plain text file; `custom_id` is `line-<n>`."""
     with open(path, encoding="utf-8") as fh:
         for number, text in enumerate(fh, start=1):
@@ -112,7 +122,9 @@ def read_prompts(path: Path, *, model: str, provider: str | None = None, kind: s
                 body = {"model": model, "messages": [{"role": "user", "content": text}]}
             else:
                 body = {"model": model, "input": text}
-            yield make_request(f"line-{number}", kind, body, provider, line=number, source=path.name)
+            yield _attempt(
+                make_request, f"line-{number}", kind, body, provider, line=number, source=path.name
+            )
 
 
 def looks_like_jsonl(path: Path) -> bool:

@@ -32,8 +32,9 @@ MAX_REPORTED_ERRORS: Final = 20
 
 _chunk_encoder: Final = msgspec.msgpack.Encoder()
 
-RequestSource = Callable[[], Iterable[Request]]
-"""Called once per pass; each call yields the batch's requests from the start."""
+RequestSource = Callable[[], Iterable[Request | InputError]]
+"""Called once per pass; each call yields the batch's requests from the start (a bad input line
+as its `InputError`)."""
 
 
 @dataclass
@@ -68,18 +69,15 @@ def validate(source: RequestSource, *, partial: bool = False) -> Validation:
 
 def _guarded(source: RequestSource, report: Validation, partial: bool) -> Iterator[Request]:
     """The source's requests; with `partial`, a bad line is recorded and skipped instead of raised."""
-    iterator = iter(source())
-    while True:
-        try:
-            yield next(iterator)
-        except StopIteration:
-            return
-        except InputError as exc:
-            if not partial:
-                raise
-            report.errors.append(exc)
-            if exc.line is not None:
-                report.skipped_lines.add(exc.line)
+    for item in source():
+        if not isinstance(item, InputError):
+            yield item
+            continue
+        if not partial:
+            raise item
+        report.errors.append(item)
+        if item.line is not None:
+            report.skipped_lines.add(item.line)
 
 
 class Submitter:

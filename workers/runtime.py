@@ -12,6 +12,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import httpx
 import redis.asyncio as aredis
 
 from shared.config import Settings
@@ -26,9 +27,12 @@ T = TypeVar("T")
 class Runtime:
     """The process's loop thread and the `WorkerContext` built on it."""
 
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(
+        self, settings: Settings, redis_url: str, *, http_transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.settings = settings
         self.redis_url = redis_url
+        self.http_transport = http_transport
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="sluice-loop", daemon=True)
         self.thread.start()
@@ -37,7 +41,9 @@ class Runtime:
     async def _build(self) -> WorkerContext:
         s = self.settings
         client = aredis.Redis.from_url(self.redis_url, max_connections=max(8, s.concurrency))
-        http = make_client(max_connections=s.concurrency, timeout=s.request_timeout)
+        http = make_client(
+            max_connections=s.concurrency, timeout=s.request_timeout, transport=self.http_transport
+        )
         transport = Transport(http, max_attempts=s.max_attempts, timeout=s.request_timeout)
         return WorkerContext(
             settings=s,
