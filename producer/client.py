@@ -11,7 +11,7 @@ import redis
 from rq import Worker
 
 from producer import jsonl
-from producer.submit import Submitter, Validation
+from producer.submit import RequestSource, Submitter, Validation
 from shared import keys, registry
 from shared.config import Settings, load_settings, resolve_endpoint
 from shared.errors import MissingKeyError, SluiceError
@@ -135,7 +135,9 @@ class Client:
         self.redis.close()
 
 
-def request_source(path: Path, *, provider: str | None, model: str | None, kind: str) -> Callable[[], Iterable[Request]]:
+def request_source(
+    path: Path, *, provider: str | None, model: str | None, kind: str
+) -> RequestSource:
     if jsonl.looks_like_jsonl(path):
         return lambda: jsonl.read_batch(path, provider=provider)
     if not model:

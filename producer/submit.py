@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import redis
@@ -153,7 +153,7 @@ class Submitter:
         return self.queues[provider]
 
 
-def job_data(chunk: Chunk) -> object:
+def job_data(chunk: Chunk) -> Any:
     return Queue.prepare_data(
         TASK,
         args=(_chunk_encoder.encode(chunk),),

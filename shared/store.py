@@ -117,7 +117,7 @@ class ResultStore:
         meta = self.meta(batch_id)
         return BatchState(
             batch_id=batch_id,
-            status=state.get("status", "in_progress"),  # type: ignore[arg-type]
+            status=state.get("status", "in_progress"),
             counts=BatchCounts(
                 total=int(state.get("total", 0)),
                 completed=int(state.get("completed", 0)),

@@ -81,7 +81,7 @@ class Transport:
 
     def delay(self, attempts: int, hint: float | None) -> float:
         """Exponential backoff with full jitter, capped; a server hint is honoured as a floor."""
-        backoff = min(self.max_delay, self.base_delay * 2 ** (attempts - 1)) * self.rand()
+        backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempts - 1)) * self.rand()
         return max(backoff, hint or 0.0)
 
     async def _once(
