@@ -11,26 +11,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-import msgspec
 import redis
-from rq import Queue, Retry
+from rq import Queue
 
 from shared.errors import InputError
 from shared.schema import BatchMeta, Chunk, Request
 from shared.store import ResultStore
-from workers.queueing import JOB_RETRIES, JOB_TIMEOUT
+from workers.requeue import job_data
 
-TASK: Final = "workers.task.run_chunk"
 ENQUEUE_BATCH: Final = 200
 """Jobs per `enqueue_many` pipeline."""
-JOB_RESULT_TTL: Final = 60
-"""Seconds RQ keeps a finished job; our own result store holds the results."""
-JOB_FAILURE_TTL: Final = 24 * 3600
-MAX_REPORTED_ERRORS: Final = 20
-
-_chunk_encoder: Final = msgspec.msgpack.Encoder()
 
 RequestSource = Callable[[], Iterable[Request | InputError]]
 """Called once per pass; each call yields the batch's requests from the start (a bad input line
@@ -151,19 +143,6 @@ class Submitter:
         if provider not in self.queues:
             self.queues[provider] = make_queue(provider, self.connection)
         return self.queues[provider]
-
-
-def job_data(chunk: Chunk) -> Any:
-    return Queue.prepare_data(
-        TASK,
-        args=(_chunk_encoder.encode(chunk),),
-        timeout=JOB_TIMEOUT,
-        result_ttl=JOB_RESULT_TTL,
-        failure_ttl=JOB_FAILURE_TTL,
-        description=f"sluice chunk {chunk.chunk_id} ({len(chunk.requests)} {chunk.provider} requests)",
-        job_id=chunk.chunk_id,
-        retry=Retry(max=JOB_RETRIES, interval=[1, 5, 15, 30]),
-    )
 
 
 def _skip_bad(source: RequestSource, partial: bool) -> Iterator[Request]:

@@ -16,7 +16,7 @@ import redis
 import redis.asyncio as aredis
 
 from shared import keys
-from shared.schema import BatchCounts, BatchMeta, BatchState, Event, Result
+from shared.schema import BatchCounts, BatchMeta, BatchState, Event, Request, Result
 
 EVENTS_MAXLEN: Final = 1_000_000
 """Approximate cap on a batch's event stream (one entry per finished request)."""
@@ -24,6 +24,8 @@ EVENTS_MAXLEN: Final = 1_000_000
 _result_encoder: Final = msgspec.msgpack.Encoder()
 _result_decoder: Final = msgspec.msgpack.Decoder(Result)
 _meta_decoder: Final = msgspec.msgpack.Decoder(BatchMeta)
+_request_encoder: Final = msgspec.msgpack.Encoder()
+_request_decoder: Final = msgspec.msgpack.Decoder(Request)
 
 
 def load_script(name: str) -> str:
@@ -69,6 +71,12 @@ class ResultWriter:
         """Write a result unless one exists; True when this call wrote it."""
         keys_, args = _record_args(batch_id, result, self.ttl)
         return bool(await self._record(keys=keys_, args=args))
+
+    async def keep_failed(self, batch_id: str, request: Request) -> None:
+        """Keep a finally-failed request (no secret in it) so `sluice retry` can run it again."""
+        key = keys.batch_key(batch_id, "failed_requests")
+        await self.client.hset(key, request.custom_id, _request_encoder.encode(request))
+        await self.client.expire(key, self.ttl)
 
     async def done_ids(self, batch_id: str, custom_ids: list[str]) -> set[str]:
         if not custom_ids:
@@ -155,6 +163,18 @@ class ResultStore:
         key = keys.batch_key(batch_id, "events")
         reply = self.client.xread({key: after}, count=count, block=block_ms)
         return [_event(pos, fields) for _, entries in reply or [] for pos, fields in entries]
+
+    def failed_requests(self, batch_id: str) -> Iterator[Request]:
+        """Requests kept because they failed (after every retry and fallback)."""
+        key = keys.batch_key(batch_id, "failed_requests")
+        for _, raw in self.client.hscan_iter(key, count=1000):
+            yield _request_decoder.decode(raw)
+
+    def reopen(self, batch_id: str, custom_ids: list[str]) -> int:
+        """Drop the results of failed requests so they can run again; returns how many."""
+        script = self.client.register_script(load_script("reopen.lua"))
+        names = ("results", "state", "failed_requests")
+        return int(script(keys=[keys.batch_key(batch_id, n) for n in names], args=custom_ids))
 
     def batch_ids(self, limit: int = 50) -> list[str]:
         return [b.decode() for b in self.client.zrevrange(keys.batches_index(), 0, limit - 1)]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+import msgspec
 import structlog
 
 from shared import registry
@@ -21,9 +22,20 @@ from shared.errors import ProviderError, SluiceError
 from shared.schema import Chunk, ErrorInfo, Request, Result, Usage
 from shared.scrub import scrub
 from shared.store import ResultWriter
-from workers.transport import Attempt, Transport
+from workers.transport import Attempt, DeferRequest, Transport
 
 log = structlog.get_logger("sluice.worker")
+
+FAILOVER_AFTER: Final = 30.0
+"""Seconds of cooldown after which a request with fallback routes moves on instead of waiting."""
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A request leaving this chunk: to its next route, or back to the queue after `delay` seconds."""
+
+    request: Request
+    delay: float = 0.0
 
 
 @dataclass
@@ -54,8 +66,9 @@ class WorkerContext:
         return self.adapters[provider]
 
 
-async def execute_chunk(chunk: Chunk, ctx: WorkerContext) -> dict[str, int]:
-    """Run every request of a chunk not already done; returns counts for RQ's job result."""
+async def execute_chunk(chunk: Chunk, ctx: WorkerContext) -> tuple[dict[str, int], list[Handoff]]:
+    """Run every request of a chunk not already done; returns counts (RQ's job result) and the
+    requests handed off to another route or back to the queue."""
     ids = [r.custom_id for r in chunk.requests]
     done = await ctx.writer.done_ids(chunk.batch_id, ids)
     cancelled = await ctx.writer.status(chunk.batch_id) in ("cancelling", "cancelled")
@@ -64,26 +77,38 @@ async def execute_chunk(chunk: Chunk, ctx: WorkerContext) -> dict[str, int]:
     with bound(batch_id=chunk.batch_id, chunk_id=chunk.chunk_id, provider=chunk.provider):
         log.info("chunk_started", requests=len(ids), skipped=len(done), cancelled=cancelled)
         outcomes = await asyncio.gather(*(_run_one(chunk.batch_id, r, ctx, cancelled) for r in todo))
-        written = sum(outcomes)
-        log.info("chunk_finished", written=written)
-    return {"requests": len(ids), "skipped": len(done), "written": written}
+        handoffs = [o for o in outcomes if isinstance(o, Handoff)]
+        written = sum(1 for o in outcomes if o is True)
+        log.info("chunk_finished", written=written, handed_off=len(handoffs))
+    return {"requests": len(ids), "skipped": len(done), "written": written}, handoffs
 
 
-async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelled: bool) -> int:
+async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelled: bool) -> bool | Handoff:
     if cancelled:
-        result = failure(request, ErrorInfo("batch_cancelled", "the batch was cancelled"), 0, 0)
+        outcome: Result | Handoff = failure(request, ErrorInfo("batch_cancelled", "the batch was cancelled"), 0, 0)
     else:
         async with ctx.semaphore:
-            result = await run_request(request, ctx)
-    return int(await ctx.writer.record(batch_id, result))
+            outcome = await run_request(request, ctx)
+    if isinstance(outcome, Handoff):
+        return outcome
+    if outcome.error is not None and not cancelled:
+        await ctx.writer.keep_failed(batch_id, request)
+    return await ctx.writer.record(batch_id, outcome)
 
 
-async def run_request(request: Request, ctx: WorkerContext) -> Result:
-    """One request to its final Result (success or scrubbed failure); never raises for provider errors."""
+async def run_request(request: Request, ctx: WorkerContext) -> Result | Handoff:
+    """One request to its final Result (success or scrubbed failure) or a hand-off; never raises
+    for provider errors."""
     attempt = Attempt()
     try:
         parsed = await call_provider(request, ctx, attempt)
+    except DeferRequest as exc:
+        if request.fallbacks and exc.delay >= FAILOVER_AFTER:
+            return next_route(request, f"cooling down {exc.delay:.0f}s")
+        return Handoff(request, exc.delay)
     except ProviderError as exc:
+        if exc.retryable and request.fallbacks:
+            return next_route(request, type(exc).__name__)
         return failure(request, error_info(exc), exc.status, attempt.attempts)
     except SluiceError as exc:
         return failure(request, error_info(exc), 0, attempt.attempts)
@@ -146,6 +171,15 @@ def merge_embeddings(answers: list[Parsed], model: str) -> Parsed:
     usage = Usage(prompt_tokens=prompt, total_tokens=sum(a.usage.total_tokens for a in answers))
     body = embeddings_body(vectors, answers[0].model or model, usage)
     return Parsed(body, usage, answers[0].model or model, answers[0].request_id)
+
+
+def next_route(request: Request, reason: str) -> Handoff:
+    """The request moved to its first fallback route (which keeps the remaining ones)."""
+    route, rest = request.fallbacks[0], request.fallbacks[1:]
+    log.info("request_failover", custom_id=request.custom_id, to=f"{route.provider}/{route.model}",
+             reason=reason)
+    moved = msgspec.structs.replace(request, provider=route.provider, model=route.model, fallbacks=rest)
+    return Handoff(moved)
 
 
 def error_info(exc: SluiceError) -> ErrorInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import uuid
 from typing import Final
 
 import msgspec
@@ -11,7 +12,9 @@ from rq.worker import BaseWorker
 
 from shared.schema import Chunk
 from workers import runtime
+from workers.executor import Handoff, execute_chunk
 from workers.queueing import HEARTBEAT_INTERVAL
+from workers.requeue import enqueue_requests
 
 _decoder: Final = msgspec.msgpack.Decoder(Chunk)
 
@@ -20,21 +23,34 @@ current_worker: BaseWorker | None = None
 
 
 def run_chunk(data: bytes) -> dict[str, int]:
-    """Run one chunk on this process's event loop, heartbeating while it runs."""
+    """Run one chunk on this process's event loop, heartbeating while it runs; requests handed off
+    (fail-over, long waits) are enqueued before the job ends, so none is lost."""
     chunk = _decoder.decode(data)
     rt = runtime.current()
-    future = rt.run(_execute(chunk))
+    future = rt.run(execute_chunk(chunk, rt.context))
     while True:
         try:
-            return future.result(timeout=HEARTBEAT_INTERVAL)
+            summary, handoffs = future.result(timeout=HEARTBEAT_INTERVAL)
+            break
         except concurrent.futures.TimeoutError:
             _heartbeat()
+    summary["handed_off"] = requeue_handoffs(chunk, handoffs)
+    return summary
 
 
-async def _execute(chunk: Chunk) -> dict[str, int]:
-    from workers.executor import execute_chunk
-
-    return await execute_chunk(chunk, runtime.current().context)
+def requeue_handoffs(chunk: Chunk, handoffs: list[Handoff]) -> int:
+    job = get_current_job()
+    if not handoffs or job is None:
+        return 0
+    by_delay: dict[int, list[Handoff]] = {}
+    for handoff in handoffs:
+        by_delay.setdefault(round(handoff.delay), []).append(handoff)
+    count = 0
+    for delay, group in by_delay.items():
+        prefix = f"{chunk.chunk_id}-h{uuid.uuid4().hex[:8]}"
+        count += enqueue_requests(job.connection, chunk.batch_id, [h.request for h in group],
+                                  id_prefix=prefix, delay=delay)
+    return count
 
 
 def _heartbeat() -> None:

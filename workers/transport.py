@@ -20,10 +20,19 @@ from shared.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    SluiceError,
 )
 from shared.scrub import scrub
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class DeferRequest(SluiceError):
+    """The next try is further away than a worker slot should wait: hand the request back."""
+
+    def __init__(self, delay: float, cause: str) -> None:
+        super().__init__(f"deferred {delay:.1f}s: {cause}")
+        self.delay = delay
 
 
 @dataclass

@@ -96,7 +96,7 @@ def test_rerun_chunk_skips_finished_requests(redis_url: str, redis_client: redis
     state = client.status(batch_id)
     assert state.counts.done == 10
     assert job.get_status(refresh=True) == JobStatus.FINISHED
-    assert job.return_value() == {"requests": 10, "skipped": 10, "written": 0}
+    assert job.return_value() == {"requests": 10, "skipped": 10, "written": 0, "handed_off": 0}
 
 
 def test_forged_job_naming_another_function_is_refused(redis_client: redis.Redis, tmp_path: Path) -> None:
