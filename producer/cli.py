@@ -74,11 +74,13 @@ def need_redis(settings: Settings) -> str:
 @click.option("--concurrency", type=int, default=None, help="Requests in flight per worker process.")
 @click.option("--chunk-size", type=int, default=None, help="Requests per queued job.")
 @click.option("--partial", is_flag=True, help="Submit the valid lines even if some are malformed.")
+@click.option("--fallback", "fallbacks", multiple=True, metavar="PROVIDER/MODEL",
+              help="Route to fail over to, in order (repeatable), e.g. --fallback groq/llama-3.3-70b.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_obj
 def run(settings: Settings, input_file: Path, output: Path, provider: str | None, model: str | None,
         processes: int | None, concurrency: int | None, chunk_size: int | None, partial: bool,
-        no_progress: bool) -> None:
+        fallbacks: tuple[str, ...], no_progress: bool) -> None:
     """Run a batch end to end: queue, local workers, progress, results file."""
     settings = msgspec.structs.replace(
         settings, **_overrides(concurrency=concurrency, chunk_size=chunk_size)
@@ -87,7 +89,7 @@ def run(settings: Settings, input_file: Path, output: Path, provider: str | None
     with redis_url_or_embedded(settings.redis_url) as url:
         client = Client(url, settings)
         batch_id, report = client.submit_file(input_file, provider=provider, model=model,
-                                              partial=partial, check_keys="local")
+                                              partial=partial, check_keys="local", fallbacks=fallbacks)
         _report_skipped(report)
         state = client.status(batch_id)
         count = processes if processes is not None else (os.cpu_count() or 2)
@@ -192,12 +194,15 @@ def worker(settings: Settings, providers: str | None, processes: int | None,
 @click.option("--model", help="Model for a plain prompt file.")
 @click.option("--partial", is_flag=True, help="Submit the valid lines even if some are malformed.")
 @click.option("--wait", "wait_", is_flag=True, help="Block with a progress bar until done.")
+@click.option("--fallback", "fallbacks", multiple=True, metavar="PROVIDER/MODEL",
+              help="Route to fail over to, in order (repeatable), e.g. --fallback groq/llama-3.3-70b.")
 @click.pass_obj
 def submit(settings: Settings, input_file: Path, provider: str | None, model: str | None,
-           partial: bool, wait_: bool) -> None:
+           partial: bool, wait_: bool, fallbacks: tuple[str, ...]) -> None:
     """Queue a batch file for the running workers; prints the batch id."""
     client = Client(need_redis(settings), settings)
-    batch_id, report = client.submit_file(input_file, provider=provider, model=model, partial=partial)
+    batch_id, report = client.submit_file(input_file, provider=provider, model=model, partial=partial,
+                                          fallbacks=fallbacks)
     _report_skipped(report)
     click.echo(batch_id)
     if wait_:
@@ -267,6 +272,20 @@ def cancel(settings: Settings, batch_id: str) -> None:
     """Cancel a batch: requests not yet run are recorded as failed with `batch_cancelled`."""
     state = Client(need_redis(settings), settings).cancel(batch_id)
     click.echo(f"{batch_id}: {state.status}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("batch_id")
+@click.option("--wait", "wait_", is_flag=True, help="Block with a progress bar until done.")
+@click.pass_obj
+def retry(settings: Settings, batch_id: str, wait_: bool) -> None:
+    """Run a batch's failed requests again (their old results are replaced)."""
+    client = Client(need_redis(settings), settings)
+    count = client.retry(batch_id)
+    click.echo(f"{batch_id}: {count} failed requests re-enqueued")
+    if wait_ and count:
+        state = client.wait(batch_id, progress=_progress_bar(client.status(batch_id)))
+        _summary(state, 0, None)
 
 
 @main.command(context_settings=CONTEXT)

@@ -15,7 +15,7 @@ from producer.submit import RequestSource, Submitter, Validation
 from shared import keys, registry
 from shared.config import Settings, load_settings, resolve_endpoint
 from shared.errors import MissingKeyError, SluiceError
-from shared.schema import TERMINAL_STATUSES, BatchState, Event, Request, Result
+from shared.schema import TERMINAL_STATUSES, BatchState, Event, Request, Result, Route
 from shared.store import ResultStore
 
 Progress = Callable[[BatchState], None]
@@ -48,13 +48,34 @@ class Client:
         kind: str = "chat",
         partial: bool = False,
         check_keys: str = "workers",
+        fallbacks: list[str] | tuple[str, ...] = (),
     ) -> tuple[str, Validation]:
-        """Submit an OpenAI batch JSONL file, or a plain file of one prompt per line (`model` needed)."""
+        """Submit an OpenAI batch JSONL file, or a plain file of one prompt per line (`model` needed).
+
+        `fallbacks` are `provider/model` routes tried in order when a request's provider keeps
+        failing with retryable errors or cools down for long.
+        """
         path = Path(path)
-        source = request_source(path, provider=provider, model=model, kind=kind)
+        routes = jsonl.parse_routes(fallbacks)
+        source = request_source(path, provider=provider, model=model, kind=kind, fallbacks=routes)
         return self.submitter.submit(
             source, partial=partial, input_file=str(path), check=self._checker(check_keys)
         )
+
+    def retry(self, batch_id: str) -> int:
+        """Run a batch's failed requests again (results of the retried ones are replaced)."""
+        from workers.requeue import enqueue_requests
+
+        self.status(batch_id)
+        failed = list(self.store.failed_requests(batch_id))
+        reopened = set()
+        for start in range(0, len(failed), 1000):
+            ids = [r.custom_id for r in failed[start : start + 1000]]
+            if self.store.reopen(batch_id, ids):
+                reopened.update(ids)
+        todo = [r for r in failed if r.custom_id in reopened]
+        prefix = f"{batch_id}-retry{int(time.time())}"
+        return enqueue_requests(self.redis, batch_id, todo, id_prefix=prefix, size=self.settings.chunk_size)
 
     def chat(self, messages: list[dict[str, Any]], model: str, *, custom_id: str = "request-1",
              provider: str | None = None, **params: Any) -> str:
@@ -136,13 +157,13 @@ class Client:
 
 
 def request_source(
-    path: Path, *, provider: str | None, model: str | None, kind: str
+    path: Path, *, provider: str | None, model: str | None, kind: str, fallbacks: tuple[Route, ...] = ()
 ) -> RequestSource:
     if jsonl.looks_like_jsonl(path):
-        return lambda: jsonl.read_batch(path, provider=provider)
+        return lambda: jsonl.read_batch(path, provider=provider, fallbacks=fallbacks)
     if not model:
         raise SluiceError(f"{path.name} is a plain prompt file: pass --model (e.g. openai/gpt-4o-mini)")
-    return lambda: jsonl.read_prompts(path, model=model, provider=provider, kind=kind)
+    return lambda: jsonl.read_prompts(path, model=model, provider=provider, kind=kind, fallbacks=fallbacks)
 
 
 def serving_providers(connection: redis.Redis) -> set[str]:

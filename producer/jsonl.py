@@ -13,7 +13,7 @@ import msgspec
 
 from shared import registry
 from shared.errors import InputError, UnknownProviderError
-from shared.schema import ENDPOINT_KINDS, Request
+from shared.schema import ENDPOINT_KINDS, Request, Route
 
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 """A longer line is refused before it is parsed (msgspec has no size limit of its own)."""
@@ -30,7 +30,8 @@ _line_decoder: Final = msgspec.json.Decoder(BatchLine)
 
 
 def parse_batch_line(
-    raw: bytes, line: int, *, provider: str | None = None, source: str = "input"
+    raw: bytes, line: int, *, provider: str | None = None, source: str = "input",
+    fallbacks: tuple[Route, ...] = (),
 ) -> Request:
     """One OpenAI batch input line → a validated `Request` (InputError naming the line otherwise)."""
     if len(raw) > MAX_LINE_BYTES:
@@ -45,7 +46,8 @@ def parse_batch_line(
     if kind is None:
         urls = ", ".join(sorted(ENDPOINT_KINDS))
         raise InputError(f"unsupported url {item.url!r} (expected one of {urls})", line=line, source=source)
-    return make_request(item.custom_id, kind, item.body, provider, line=line, source=source)
+    return make_request(item.custom_id, kind, item.body, provider, line=line, source=source,
+                        fallbacks=fallbacks)
 
 
 def make_request(
@@ -56,6 +58,7 @@ def make_request(
     *,
     line: int | None = None,
     source: str = "input",
+    fallbacks: tuple[Route, ...] = (),
 ) -> Request:
     if not custom_id:
         raise InputError("custom_id must not be empty", line=line, source=source)
@@ -73,7 +76,17 @@ def make_request(
         provider=spec.id,
         model=model_name,
         body={k: v for k, v in body.items() if k != "model"},
+        fallbacks=fallbacks,
     )
+
+
+def parse_routes(names: list[str] | tuple[str, ...]) -> tuple[Route, ...]:
+    """`provider/model` names (e.g. `groq/llama-3.3-70b`) as fallback routes, in order."""
+    routes = []
+    for name in names:
+        spec, model = registry.resolve(name)
+        routes.append(Route(spec.id, model))
+    return tuple(routes)
 
 
 def _check_body(kind: str, body: dict[str, Any], spec: registry.ProviderSpec, **where: Any) -> None:
@@ -91,14 +104,17 @@ def _check_body(kind: str, body: dict[str, Any], spec: registry.ProviderSpec, **
             raise InputError(f"provider {spec.id!r} does not offer embeddings", **where)
 
 
-def read_batch(path: Path, *, provider: str | None = None) -> Iterator[Request | InputError]:
+def read_batch(
+    path: Path, *, provider: str | None = None, fallbacks: tuple[Route, ...] = ()
+) -> Iterator[Request | InputError]:
     """Requests from an OpenAI batch JSONL file; blank lines are skipped. A bad line is yielded as
     its `InputError` (naming the line) so the caller decides whether to stop or skip it."""
     source = path.name
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if raw.strip():
-                yield _attempt(parse_batch_line, raw, number, provider=provider, source=source)
+                yield _attempt(parse_batch_line, raw, number, provider=provider, source=source,
+                               fallbacks=fallbacks)
 
 
 def _attempt(parse: Callable[..., Request], *args: Any, **kwargs: Any) -> Request | InputError:
@@ -109,7 +125,8 @@ def _attempt(parse: Callable[..., Request], *args: Any, **kwargs: Any) -> Reques
 
 
 def read_prompts(
-    path: Path, *, model: str, provider: str | None = None, kind: str = "chat"
+    path: Path, *, model: str, provider: str | None = None, kind: str = "chat",
+    fallbacks: tuple[Route, ...] = (),
 ) -> Iterator[Request | InputError]:
     """One request per non-empty line of a plain text file; `custom_id` is `line-<n>`."""
     with open(path, encoding="utf-8") as fh:
@@ -123,7 +140,8 @@ def read_prompts(
             else:
                 body = {"model": model, "input": text}
             yield _attempt(
-                make_request, f"line-{number}", kind, body, provider, line=number, source=path.name
+                make_request, f"line-{number}", kind, body, provider, line=number, source=path.name,
+                fallbacks=fallbacks,
             )
 
 

@@ -56,6 +56,7 @@ def validate(source: RequestSource, *, partial: bool = False) -> Validation:
         seen.add(digest)
         report.total += 1
         report.providers.add(request.provider)
+        report.providers.update(route.provider for route in request.fallbacks)
     return report
 
 
