@@ -18,8 +18,10 @@ from shared.registry import ProviderSpec
 
 DEFAULT_CHUNK_SIZE: Final = 64
 """Requests per RQ job; one job runs its requests concurrently in one event loop."""
-DEFAULT_CONCURRENCY: Final = 64
-"""Requests in flight per worker process."""
+DEFAULT_CONCURRENCY: Final = 256
+"""Requests in flight per worker process (across all its chunk slots)."""
+DEFAULT_SLOTS: Final = 4
+"""Chunks one worker process runs at once (each slot is an RQ worker thread on the same loop)."""
 DEFAULT_REQUEST_TIMEOUT: Final = 120.0
 """Seconds for one provider call (total deadline, not idle: keep-alive padding resets idle timers)."""
 DEFAULT_MAX_ATTEMPTS: Final = 6
@@ -31,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True):
     redis_url: str | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     concurrency: int = DEFAULT_CONCURRENCY
+    slots: int = DEFAULT_SLOTS
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     result_ttl: int = DEFAULT_RESULT_TTL
@@ -47,6 +50,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     for field, cast in (
         ("chunk_size", int),
         ("concurrency", int),
+        ("slots", int),
         ("request_timeout", float),
         ("max_attempts", int),
         ("result_ttl", int),

@@ -1,10 +1,20 @@
-"""One worker process: an RQ worker on `sluice:<provider>` queues with the sluice runtime inside."""
+"""One worker process: `slots` RQ workers (threads) on `sluice:<provider>` queues, sharing one
+event loop, one HTTP client and one in-flight budget (the sluice runtime).
+
+Signals belong to the main thread: SIGTERM/SIGINT ask every slot to stop after its current chunk
+(warm shutdown); a second signal, or the grace period running out, exits at once (a chunk cut short
+is retried by whichever worker finds it abandoned; finished requests are skipped).
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+import time
 import uuid
+from typing import Any
 
 import redis
 import structlog
@@ -19,33 +29,81 @@ from workers.queueing import HEARTBEAT_INTERVAL, MAINTENANCE_INTERVAL, SluiceWor
 
 log = structlog.get_logger("sluice.worker")
 
+STOP_GRACE = 60.0
+"""Seconds a warm shutdown waits for running chunks before exiting anyway."""
 
-def worker_name() -> str:
-    return f"sluice-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+def worker_name(slot: int) -> str:
+    return f"sluice-{socket.gethostname()}-{os.getpid()}-{slot}-{uuid.uuid4().hex[:4]}"
 
 
-def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bool = False) -> None:
-    """Serve the given providers' queues until stopped (or until empty, with `burst`)."""
-    configure_logging(settings.log_level, settings.log_format)
-    default_scrubber().add(configured_secrets())
-    connection = redis.Redis.from_url(redis_url)
-    queues = [make_queue(p, connection) for p in providers]
-    rt = runtime.Runtime(settings, redis_url)
-    runtime.install(rt)
-    worker = SluiceWorker(
-        queues,
-        name=worker_name(),
+def make_worker(providers: list[str], connection: redis.Redis, slot: int) -> SluiceWorker:
+    return SluiceWorker(
+        [make_queue(p, connection) for p in providers],
+        name=worker_name(slot),
         connection=connection,
         serializer=MsgpackSerializer,
         job_monitoring_interval=HEARTBEAT_INTERVAL,
         maintenance_interval=MAINTENANCE_INTERVAL,
     )
-    task.current_worker = worker
-    connection.hset(keys.workers_providers(), worker.name, ",".join(providers))
-    log.info("worker_started", worker=worker.name, providers=providers, concurrency=settings.concurrency)
+
+
+def _work(worker: SluiceWorker, **kwargs: Any) -> None:
+    task.set_current_worker(worker)
+    worker.work(**kwargs)
+
+
+def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bool = False) -> None:
+    """Serve the given providers' queues until stopped (or until they are empty, with `burst`)."""
+    configure_logging(settings.log_level, settings.log_format)
+    default_scrubber().add(configured_secrets())
+    connection = redis.Redis.from_url(redis_url)
+    rt = runtime.Runtime(settings, redis_url)
+    runtime.install(rt)
+    slots = max(1, settings.slots)
+    workers = [make_worker(providers, connection, i) for i in range(slots)]
+    threads = [
+        threading.Thread(target=_work, args=(w,), daemon=True, name=f"slot-{i}",
+                         kwargs={"burst": burst, "with_scheduler": i == 0, "logging_level": settings.log_level})
+        for i, w in enumerate(workers)
+    ]
+    stop = _install_stop_signals()
+    for thread in threads:
+        thread.start()
+    log.info("worker_started", providers=providers, slots=slots, concurrency=settings.concurrency)
     try:
-        worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+        while not stop.is_set() and any(t.is_alive() for t in threads):
+            stop.wait(0.5)
+        _stop_workers(workers, threads)
     finally:
-        connection.hdel(keys.workers_providers(), worker.name)
+        for worker in workers:
+            worker.register_death()
         rt.close()
-        log.info("worker_stopped", worker=worker.name)
+        connection.hdel(keys.workers_providers(), *[w.name for w in workers])
+        log.info("worker_stopped", slots=slots)
+
+
+def _install_stop_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise SystemExit(1)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _stop_workers(workers: list[SluiceWorker], threads: list[threading.Thread]) -> None:
+    """Warm shutdown: no new chunks; wait (bounded) for running ones."""
+    for worker in workers:
+        worker._stop_requested = True
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline and any(_busy(w) for w in workers):
+        time.sleep(0.2)
+
+
+def _busy(worker: SluiceWorker) -> bool:
+    return bool(worker.get_current_job_id())

@@ -4,10 +4,12 @@ short heartbeats so a dead worker's chunk is retried within seconds rather than 
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Final
 
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.timeouts import TimerDeathPenalty
 
 from shared.keys import queue_name
 from shared.scrub import scrub
@@ -45,9 +47,18 @@ class SluiceJob(Job):
 
 class SluiceWorker(SimpleWorker):
     """Runs chunks in-process (the HTTP client stays warm across jobs) with short heartbeats and
-    scrubbed failure text (RQ stores `exc_string` verbatim in a Redis stream)."""
+    scrubbed failure text (RQ stores `exc_string` verbatim in a Redis stream).
+
+    Several run as threads of one process (one per chunk slot), so signals are the process's
+    business (`workers.process`) and job timeouts use a timer instead of SIGALRM.
+    """
 
     job_class = SluiceJob
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super()._install_signal_handlers()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(self.job_monitoring_interval + HEARTBEAT_GRACE)

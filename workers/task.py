@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import uuid
 from typing import Final
 
@@ -18,8 +19,12 @@ from workers.requeue import enqueue_requests
 
 _decoder: Final = msgspec.msgpack.Decoder(Chunk)
 
-current_worker: BaseWorker | None = None
-"""Set by the worker process so a long chunk can keep its RQ heartbeat alive."""
+_local = threading.local()
+
+
+def set_current_worker(worker: BaseWorker) -> None:
+    """Called in each worker thread so a long chunk can keep its own RQ heartbeat alive."""
+    _local.worker = worker
 
 
 def run_chunk(data: bytes) -> dict[str, int]:
@@ -55,7 +60,7 @@ def requeue_handoffs(chunk: Chunk, handoffs: list[Handoff]) -> int:
 
 def _heartbeat() -> None:
     job = get_current_job()
-    worker = current_worker
+    worker: BaseWorker | None = getattr(_local, "worker", None)
     if job is None or worker is None or worker.execution is None:
         return
     worker.maintain_heartbeats(job, worker.execution)

@@ -48,7 +48,7 @@ def worker_runtime(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def run_worker(connection: redis.Redis, providers: list[str]) -> None:
     worker = SluiceWorker([make_queue(p, connection) for p in providers], connection=connection,
                           serializer=MsgpackSerializer)
-    task.current_worker = worker
+    task.set_current_worker(worker)
     worker.work(burst=True)
 
 
