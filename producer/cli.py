@@ -119,11 +119,16 @@ def _local_pool(providers: tuple[str, ...], processes: int, url: str, settings: 
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
-    return {
+    """What worker processes need to see the same settings (and config file) as this command."""
+    env = {
         "SLUICE_CONCURRENCY": str(settings.concurrency),
         "SLUICE_CHUNK_SIZE": str(settings.chunk_size),
+        "SLUICE_SLOTS": str(settings.slots),
         "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
     }
+    if settings.config_path:
+        env["SLUICE_CONFIG"] = str(Path(settings.config_path).resolve())
+    return env
 
 
 def _custom_ids(path: Path, provider: str | None, model: str | None) -> Iterator[str]:
@@ -139,7 +144,7 @@ def _report_skipped(report: Any) -> None:
         click.echo(f"... and {len(report.errors) - 20} more skipped lines", err=True)
 
 
-class _progress_bar:  # noqa: N801 - used like a function
+class _progress_bar:
     """A tqdm bar fed by polled batch state: done/failed/rate/ETA."""
 
     def __init__(self, state: BatchState) -> None:
@@ -158,11 +163,12 @@ class _progress_bar:  # noqa: N801 - used like a function
             self.bar.close()
 
 
-def _summary(state: BatchState, written: int, output: Path | None) -> None:
+def _summary(state: BatchState, written: int | None = None, output: Path | None = None) -> None:
     c = state.counts
-    where = f" to {output}" if output else ""
-    click.echo(f"{state.batch_id}: {state.status}, {c.completed} succeeded, {c.failed} failed; "
-               f"{written} result lines written{where}", err=True)
+    line = f"{state.batch_id}: {state.status}, {c.completed} succeeded, {c.failed} failed"
+    if written is not None:
+        line += f"; {written} result lines written" + (f" to {output}" if output else "")
+    click.echo(line, err=True)
 
 
 # -- deployment commands ---------------------------------------------------------------------
@@ -207,7 +213,7 @@ def submit(settings: Settings, input_file: Path, provider: str | None, model: st
     click.echo(batch_id)
     if wait_:
         state = client.wait(batch_id, progress=_progress_bar(client.status(batch_id)))
-        _summary(state, 0, None)
+        _summary(state)
 
 
 @main.command(context_settings=CONTEXT)
@@ -285,7 +291,7 @@ def retry(settings: Settings, batch_id: str, wait_: bool) -> None:
     click.echo(f"{batch_id}: {count} failed requests re-enqueued")
     if wait_ and count:
         state = client.wait(batch_id, progress=_progress_bar(client.status(batch_id)))
-        _summary(state, 0, None)
+        _summary(state)
 
 
 @main.command(context_settings=CONTEXT)

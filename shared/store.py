@@ -6,6 +6,7 @@ Writers (workers) are async; readers (producers, the CLI) are sync. Both use the
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Iterator
 from importlib import resources
@@ -60,17 +61,50 @@ def _record_args(batch_id: str, result: Result, ttl: int) -> tuple[list[str], li
 
 
 class ResultWriter:
-    """The worker side: record results, find what a re-run chunk can skip, see cancellation."""
+    """The worker side: record results, find what a re-run chunk can skip, see cancellation.
+
+    Writes are group-committed: results that finish while a write is in flight go to Redis
+    together in one pipeline (one round trip), each still its own atomic script call.
+    """
 
     def __init__(self, client: aredis.Redis, ttl: int) -> None:
         self.client = client
         self.ttl = ttl
         self._record = client.register_script(load_script("record.lua"))
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def record(self, batch_id: str, result: Result) -> bool:
         """Write a result unless one exists; True when this call wrote it."""
         keys_, args = _record_args(batch_id, result, self.ttl)
-        return bool(await self._record(keys=keys_, args=args))
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys_, args, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            items, self._pending = self._pending, []
+            try:
+                replies = await self._write(items)
+            except Exception as exc:
+                for _, _, future in items:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), reply in zip(items, replies, strict=True):
+                if not future.done():
+                    future.set_result(bool(reply))
+
+    async def _write(self, items: list[tuple[list[str], list[Any], asyncio.Future[bool]]]) -> list[Any]:
+        if len(items) == 1:
+            keys_, args, _ = items[0]
+            return [await self._record(keys=keys_, args=args)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys_, args, _ in items:
+                await self._record(keys=keys_, args=args, client=pipe)
+            return list(await pipe.execute())
 
     async def keep_failed(self, batch_id: str, request: Request) -> None:
         """Keep a finally-failed request (no secret in it) so `sluice retry` can run it again."""

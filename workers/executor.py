@@ -147,7 +147,7 @@ async def embed(
     raw_input = request.body.get("input", [])
     inputs: list[Any] = raw_input if isinstance(raw_input, list) else [raw_input]
     body = {k: v for k, v in request.body.items() if k != "input"}
-    cap = min(adapter.max_embed_inputs or len(inputs) or 1, registry.get(request.provider).max_embed_inputs or 10**9)
+    cap = embed_cap(adapter, request.provider, request.model, len(inputs))
     parts = [inputs[i : i + cap] for i in range(0, len(inputs), cap)] or [[]]
 
     async def one(part: list[Any]) -> Parsed:
@@ -161,6 +161,14 @@ async def embed(
 
     answers = await asyncio.gather(*(one(p) for p in parts))
     return merge_embeddings(answers, request.model)
+
+
+def embed_cap(adapter: Adapter, provider: str, model: str, count: int) -> int:
+    """Inputs per call: the adapter's per-model cap, the registry row's, else all of them."""
+    per_model = getattr(adapter, "max_embed_inputs_for", None)
+    caps = [per_model(model) if per_model else adapter.max_embed_inputs,
+            registry.get(provider).max_embed_inputs]
+    return max(1, min([c for c in caps if c] or [count or 1]))
 
 
 def merge_embeddings(answers: list[Parsed], model: str) -> Parsed:

@@ -18,7 +18,7 @@ import redis.asyncio as aredis
 from shared.config import Settings
 from shared.store import ResultWriter
 from workers.executor import WorkerContext
-from workers.http import make_client
+from workers.http import make_sender
 from workers.transport import Transport
 
 T = TypeVar("T")
@@ -41,9 +41,7 @@ class Runtime:
     async def _build(self) -> WorkerContext:
         s = self.settings
         client = aredis.Redis.from_url(self.redis_url, max_connections=max(8, s.concurrency))
-        http = make_client(
-            max_connections=s.concurrency, timeout=s.request_timeout, transport=self.http_transport
-        )
+        http = make_sender(max_connections=s.concurrency, transport=self.http_transport)
         transport = Transport(http, max_attempts=s.max_attempts, timeout=s.request_timeout)
         return WorkerContext(
             settings=s,

@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from shared.adapters.base import Adapter, Endpoint, HttpRequest, Parsed
 from shared.errors import (
     ProviderConnectionError,
@@ -23,6 +21,7 @@ from shared.errors import (
     SluiceError,
 )
 from shared.scrub import scrub
+from workers.http import Sender, SendFailed, SendTimeout
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -48,7 +47,7 @@ class Transport:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: Sender,
         *,
         limiter: Any = None,
         max_attempts: int = 6,
@@ -117,22 +116,16 @@ class Transport:
 
     async def send(self, request: HttpRequest, provider: str) -> tuple[int, dict[str, str], bytes]:
         try:
-            response = await asyncio.wait_for(
-                self.client.request(
-                    request.method, request.url, headers=request.headers, content=request.body
-                ),
-                self.timeout,
-            )
-        except (TimeoutError, httpx.TimeoutException):
+            return await asyncio.wait_for(self.client.send(request, self.timeout), self.timeout + 1)
+        except (TimeoutError, SendTimeout):
             raise ProviderTimeoutError(
                 f"{provider}: no answer within {self.timeout:g}s", provider=provider
             ) from None
-        except httpx.TransportError as exc:
+        except SendFailed as exc:
             raise ProviderConnectionError(
-                f"{provider}: could not connect to {_safe_url(request.url)}: {type(exc).__name__}",
+                f"{provider}: could not connect to {_safe_url(request.url)}: {exc.kind}",
                 provider=provider,
             ) from None
-        return response.status_code, dict(response.headers), response.content
 
 
 def retry_after_from(headers: dict[str, str], status: int) -> float | None:

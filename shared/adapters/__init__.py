@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from shared.adapters.anthropic import AnthropicAdapter
 from shared.adapters.base import Adapter, Endpoint, HttpRequest, Parsed
+from shared.adapters.bedrock import BedrockAdapter
+from shared.adapters.cohere import CohereAdapter
+from shared.adapters.gemini import GeminiAdapter
+from shared.adapters.huggingface import HuggingFaceAdapter
+from shared.adapters.ollama import OllamaAdapter
 from shared.adapters.openai import OpenAIAdapter
+from shared.adapters.vertex import VertexAdapter
 
 __all__ = ["Adapter", "Endpoint", "HttpRequest", "Parsed", "get_adapter", "register_adapter"]
 
 _FACTORIES: dict[str, Callable[[], Adapter]] = {
     "openai": OpenAIAdapter,
     "openai-compatible": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+    "gemini": GeminiAdapter,
+    "ollama": OllamaAdapter,
+    "cohere": CohereAdapter,
+    "huggingface": HuggingFaceAdapter,
+    "bedrock": BedrockAdapter,
+    "vertex": VertexAdapter,
 }
 
 
@@ -23,4 +37,5 @@ def get_adapter(name: str) -> Adapter:
     try:
         return _FACTORIES[name]()
     except KeyError:
-        raise KeyError(f"no adapter named {name!r}; known: {', '.join(sorted(_FACTORIES))}") from None
+        known = ", ".join(sorted(_FACTORIES))
+        raise KeyError(f"no adapter named {name!r}; known: {known}") from None

@@ -79,7 +79,9 @@ class AnthropicAdapter:
         return HttpRequest("POST", url, self.headers(endpoint), dump_json(payload))
 
     def parse_chat(self, headers: dict[str, str], content: bytes, model: str) -> Parsed:
-        data = collect_stream(content) if is_sse(content) else load_json(content, provider=self.name)
+        data = (
+            collect_stream(content) if is_sse(content) else load_json(content, provider=self.name)
+        )
         if not isinstance(data, dict) or data.get("type") == "error":
             raise self._body_error(data)
         if not isinstance(data.get("content"), list):
@@ -119,7 +121,9 @@ class AnthropicAdapter:
         message, code = error_text(data)
         if code in ("overloaded_error", "api_error", "rate_limit_error", "timeout_error"):
             return ServerError(message or code, provider=self.name, code=code)
-        return ResponseFormatError(message or "unexpected message body", provider=self.name, code=code)
+        return ResponseFormatError(
+            message or "unexpected message body", provider=self.name, code=code
+        )
 
 
 def messages_path(base_url: str) -> str:
@@ -147,7 +151,10 @@ def messages_payload(model: str, body: dict[str, Any], provider: str) -> dict[st
     return payload
 
 
-def content_blocks(parts: list[ContentPart]) -> list[dict[str, Any]]:
+def content_blocks(parts: list[ContentPart]) -> str | list[dict[str, Any]]:
+    """A plain string for text-only turns; text and image blocks otherwise."""
+    if all(part.kind == "text" for part in parts):
+        return "".join(part.text for part in parts)
     return [_block(part) for part in parts]
 
 

@@ -38,6 +38,11 @@ class Endpoint(msgspec.Struct, frozen=True):
 
     __str__ = __repr__
 
+    def __rich_repr__(self) -> Any:
+        yield "provider", self.provider
+        yield "base_url", self.base_url
+        yield "api_key", "<set>" if self.api_key else "<none>"
+
 
 class Parsed(msgspec.Struct, frozen=True):
     """A provider answer in OpenAI shape: `body` is a `chat.completion` or an embeddings `list`."""

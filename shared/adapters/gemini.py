@@ -188,12 +188,14 @@ def parse_generate_content(
     usage = google_usage(data.get("usageMetadata"))
     answered = str(data.get("modelVersion") or model)
     response_id = str(data.get("responseId") or "")
-    body = chat_body(id=response_id, model=answered, content=text, finish_reason=finish, usage=usage)
+    body = chat_body(
+        id=response_id, model=answered, content=text, finish_reason=finish, usage=usage
+    )
     return Parsed(body, usage, answered, header(headers, "x-request-id") or response_id, data)
 
 
 def candidate_answer(data: dict[str, Any], provider: str) -> tuple[str, str | None]:
-    """(text, finish_reason) of the first candidate; a blocked prompt is an empty `content_filter`."""
+    """(text, finish_reason) of the first candidate; a blocked prompt is empty `content_filter`."""
     candidates = data.get("candidates")
     if not candidates:
         if (data.get("promptFeedback") or {}).get("blockReason"):
@@ -219,7 +221,7 @@ def google_usage(raw: Any) -> Usage:
     return usage_of(raw.get("promptTokenCount"), completion, raw.get("totalTokenCount"))
 
 
-# --- embeddings ------------------------------------------------------------------------------------
+# --- embeddings ----------------------------------------------------------------------------------
 
 
 def batch_embed_payload(model: str, texts: list[str], body: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +244,7 @@ def _values(item: Any, provider: str) -> list[float]:
     return values
 
 
-# --- errors (shared with Vertex) -------------------------------------------------------------------
+# --- errors (shared with Vertex) -----------------------------------------------------------------
 
 
 def google_error(status: int, content: bytes, provider: str) -> ProviderError:

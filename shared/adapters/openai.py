@@ -80,7 +80,7 @@ class OpenAIAdapter:
             raise self.parse_error(status_in_body(data), headers, content)
         if not isinstance(data, dict) or "choices" not in data:
             raise ResponseFormatError("chat response has no `choices`", provider=self.name)
-        data.setdefault("object", "chat.completion")
+        normalise_choices(data)
         usage = openai_usage(data.get("usage"))
         answered = str(data.get("model") or model)
         return Parsed(data, usage, answered, request_id_of(headers, data), data)
@@ -114,6 +114,16 @@ class OpenAIAdapter:
 
 
 # --- answers -------------------------------------------------------------------------------------
+
+
+def normalise_choices(data: dict[str, Any]) -> None:
+    """Fill what some compatible servers leave out: `object`, each choice's `index` and
+    `finish_reason` (OpenRouter's padded answers have none)."""
+    data.setdefault("object", "chat.completion")
+    for position, choice in enumerate(data.get("choices") or []):
+        if isinstance(choice, dict):
+            choice.setdefault("index", position)
+            choice.setdefault("finish_reason", None)
 
 
 def openai_usage(raw: Any) -> Usage:
@@ -232,7 +242,13 @@ _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|us|µs|ns|h|m|s))+")
 _HINT: Final = re.compile(r"(?:try again|retry) in (" + _DURATION.pattern + r")", re.IGNORECASE)
 _UNIT_SECONDS: Final = {
-    "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ns": 1e-9,
 }
 
 
@@ -326,9 +342,7 @@ def stop_sequences(body: dict[str, Any]) -> list[str]:
     return [str(s) for s in stop] if isinstance(stop, list) else []
 
 
-def split_system(
-    messages: Any, provider: str
-) -> tuple[str, list[tuple[str, list[ContentPart]]]]:
+def split_system(messages: Any, provider: str) -> tuple[str, list[tuple[str, list[ContentPart]]]]:
     """(system text, [(role, parts)]) with system/developer messages joined and lifted out."""
     if not isinstance(messages, list) or not messages:
         raise BadRequestError("chat request has no `messages`", provider=provider)
@@ -479,4 +493,3 @@ def _merge_tool_call(target: dict[str, Any], call: dict[str, Any]) -> None:
     function = call.get("function") or {}
     target["function"]["name"] += function.get("name") or ""
     target["function"]["arguments"] += function.get("arguments") or ""
-

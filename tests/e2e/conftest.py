@@ -83,7 +83,7 @@ class Sluice:
         return done
 
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        log = open(self.log_dir / f"worker-{len(self.workers)}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "producer.cli", "worker", *args], cwd=self.cwd,
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append(proc)
@@ -134,7 +134,8 @@ def write_requests(path: Path, n: int, *, model_prefix: str = "vllm", embed_ever
                         "body": {"model": f"{model_prefix}/text-embed", "input": [f"doc {i}", f"doc {i} b"]}}
             else:
                 line = {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
-                        "body": {"model": f"{model_prefix}/llama", "messages": [{"role": "user", "content": f"question {i}"}]}}
+                        "body": {"model": f"{model_prefix}/llama",
+                                 "messages": [{"role": "user", "content": f"question {i}"}]}}
             fh.write(json.dumps(line) + "\n")
     return ids
 

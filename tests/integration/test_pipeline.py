@@ -28,10 +28,12 @@ def provider(request: httpx.Request) -> httpx.Response:
     payload = json.loads(request.content)
     if request.url.path.endswith("/embeddings"):
         data = [{"object": "embedding", "index": i, "embedding": [float(i)]} for i, _ in enumerate(payload["input"])]
-        body = {"object": "list", "data": data[::-1], "model": payload["model"], "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+        usage = {"prompt_tokens": 2, "total_tokens": 2}
+        body = {"object": "list", "data": data[::-1], "model": payload["model"], "usage": usage}
         return httpx.Response(200, json=body)
     if payload["messages"][0]["content"] == "fail":
-        return httpx.Response(400, json={"error": {"message": "bad request", "type": "invalid_request_error", "code": None}})
+        error = {"message": "bad request", "type": "invalid_request_error", "code": None}
+        return httpx.Response(400, json={"error": error})
     return httpx.Response(200, json=CHAT, headers={"x-request-id": "req_1"})
 
 

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 
 def ok(cid: str, prompt: int = 3, completion: int = 5) -> Result:
-    return Result(cid, 200, "openai", "gpt-4o-mini", body={"ok": cid}, usage=Usage(prompt, completion, prompt + completion))
+    usage = Usage(prompt, completion, prompt + completion)
+    return Result(cid, 200, "openai", "gpt-4o-mini", body={"ok": cid}, usage=usage)
 
 
 def bad(cid: str) -> Result:
@@ -101,3 +102,21 @@ def test_done_ids_finds_what_a_rerun_may_skip(redis_url: str, redis_client: redi
         return found
 
     assert asyncio.run(go()) == {"a"}
+
+
+def test_concurrent_writes_are_group_committed_exactly_once(redis_url: str, redis_client: redis.Redis) -> None:
+    store = make_batch(redis_client, total=100)
+
+    async def go() -> list[bool]:
+        client = aredis.Redis.from_url(redis_url)
+        writer = ResultWriter(client, ttl=60)
+        results = [ok(f"r{i % 100}") for i in range(300)]
+        written = await asyncio.gather(*(writer.record("b1", r) for r in results))
+        await client.aclose()
+        return list(written)
+
+    written = asyncio.run(go())
+    assert sum(written) == 100
+    state = store.state("b1")
+    assert state is not None and state.status == "completed"
+    assert (state.counts.completed, state.prompt_tokens) == (100, 300)

@@ -37,7 +37,7 @@ def test_malformed_line_names_its_number(tmp_path: Path) -> None:
     assert isinstance(error, InputError)
     assert error.line == 3
     assert str(error).startswith("in.jsonl:3: ")
-    with pytest.raises(InputError, match="in.jsonl:3"):
+    with pytest.raises(InputError, match=r"in\.jsonl:3"):
         validate(lambda: jsonl.read_batch(path))
 
 

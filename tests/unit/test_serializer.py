@@ -1,12 +1,11 @@
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from shared.schema import Chunk, Request, Result, Usage
 from shared.serializer import MAX_JOB_BYTES, MsgpackSerializer
 from shared.store import decode_result, encode_result
-
-import msgspec
 
 
 def chunk() -> Chunk:
