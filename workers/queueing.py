@@ -60,6 +60,12 @@ class SluiceWorker(SimpleWorker):
         if threading.current_thread() is threading.main_thread():
             super()._install_signal_handlers()  # type: ignore[no-untyped-call]
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ runs registry maintenance only between dequeues; an idle worker blocked for RQ's
+        # default ~7 minutes would never notice a dead peer's abandoned chunk.
+        return MAINTENANCE_INTERVAL
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(self.job_monitoring_interval + HEARTBEAT_GRACE)
 
