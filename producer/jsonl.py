@@ -68,7 +68,9 @@ def make_request(
     try:
         spec, model_name = registry.resolve(model, provider)
     except UnknownProviderError as exc:
-        raise UnknownProviderError(exc.name, exc.matches, line=line) from None
+        raise UnknownProviderError(exc.name, exc.matches, line=line, source=source) from None
+    except InputError as exc:
+        raise InputError(str(exc), line=line, source=source) from None
     _check_body(kind, body, spec, line=line, source=source)
     return Request(
         custom_id=custom_id,

@@ -32,12 +32,14 @@ class InputError(SluiceError):
 class UnknownProviderError(InputError):
     """A provider name that no registry row or alias matches; names the close matches."""
 
-    def __init__(self, name: str, matches: list[str], *, line: int | None = None) -> None:
+    def __init__(
+        self, name: str, matches: list[str], *, line: int | None = None, source: str | None = None
+    ) -> None:
         self.name = name
         self.matches = matches
         hint = f" Did you mean: {', '.join(matches)}?" if matches else ""
         msg = f"unknown provider {name!r}.{hint} Run `sluice providers` for the full list."
-        super().__init__(msg, line=line)
+        super().__init__(msg, line=line, source=source)
 
 
 class MissingKeyError(ConfigError):
