@@ -33,6 +33,7 @@ import structlog
 
 from shared.adapters.base import Endpoint
 from shared.errors import ConfigError, MissingKeyError
+from shared.limiter import Limits
 from shared.plugins import (
     adapter_available,
     check_url,
@@ -58,6 +59,9 @@ DEFAULT_SLOTS: Final = 4
 DEFAULT_REQUEST_TIMEOUT: Final = 120.0
 """Seconds for one provider call (a total deadline: keep-alive padding resets idle timers)."""
 DEFAULT_MAX_ATTEMPTS: Final = 6
+DEFAULT_MAX_INLINE_WAIT: Final = 30.0
+"""Seconds a worker waits inline for a retry or a rate-limit slot; a longer wait hands the request
+back to the queue (or to its fallback route)."""
 DEFAULT_RESULT_TTL: Final = 7 * 24 * 3600
 """Seconds batch results are kept in Redis."""
 CONFIG_FILE_NAME: Final = "sluice.toml"
@@ -84,6 +88,7 @@ class Settings(msgspec.Struct, frozen=True):
     slots: int = DEFAULT_SLOTS
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_inline_wait: float = DEFAULT_MAX_INLINE_WAIT
     result_ttl: int = DEFAULT_RESULT_TTL
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -92,7 +97,8 @@ class Settings(msgspec.Struct, frozen=True):
 
 
 SETTING_CASTS: Final[tuple[tuple[str, type], ...]] = (
-    ("chunk_size", int), ("concurrency", int), ("slots", int), ("request_timeout", float), ("max_attempts", int),
+    ("chunk_size", int), ("concurrency", int), ("slots", int), ("request_timeout", float),
+    ("max_attempts", int), ("max_inline_wait", float),
     ("result_ttl", int), ("log_level", str), ("log_format", str),
 )
 
@@ -131,14 +137,6 @@ class CustomEndpoint(ProviderSection, frozen=True, kw_only=True):
     base_url: str
     display_name: str | None = None
     adapter: str = "openai-compatible"
-
-
-class Limits(msgspec.Struct, frozen=True):
-    """Rate-limit settings for one provider; None = unknown (learn from the provider's headers)."""
-
-    rpm: int | None = None
-    tpm: int | None = None
-    max_in_flight: int | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 import structlog
@@ -17,18 +17,16 @@ import structlog
 from shared import registry
 from shared.adapters import Adapter, Endpoint, Parsed, get_adapter
 from shared.adapters.openai import embeddings_body
-from shared.config import Settings, resolve_endpoint
+from shared.config import Settings, provider_limits, resolve_endpoint
 from shared.errors import ProviderError, SluiceError
+from shared.limiter import Limits, estimate_tokens, key_fingerprint, limit_scope
 from shared.schema import Chunk, ErrorInfo, Request, Result, Usage
 from shared.scrub import scrub
 from shared.store import ResultWriter
+from workers.gate import Budget
 from workers.transport import Attempt, DeferRequest, Transport
 
 log = structlog.get_logger("sluice.worker")
-
-FAILOVER_AFTER: Final = 30.0
-"""Seconds of cooldown after which a request with fallback routes moves on instead of waiting."""
-
 
 @dataclass(frozen=True)
 class Handoff:
@@ -48,6 +46,19 @@ class WorkerContext:
     semaphore: asyncio.Semaphore
     endpoints: dict[str, Endpoint | SluiceError] = field(default_factory=dict)
     adapters: dict[str, Adapter] = field(default_factory=dict)
+    limits: dict[str, Limits] = field(default_factory=dict)
+
+    def budget(self, request: Request, endpoint: Endpoint, body: dict[str, Any]) -> Budget:
+        """The limiter scope (provider x key fingerprint x model), limits and token estimate."""
+        if request.provider not in self.limits:
+            self.limits[request.provider] = provider_limits(registry.get(request.provider))
+        key_ref = key_fingerprint(endpoint.api_key) if endpoint.api_key else None
+        return Budget(
+            scope=limit_scope(request.provider, key_ref, request.model),
+            limits=self.limits[request.provider],
+            tokens=estimate_tokens(request.kind, body),
+            provider=request.provider,
+        )
 
     def endpoint(self, provider: str) -> Endpoint:
         if provider not in self.endpoints:
@@ -103,7 +114,7 @@ async def run_request(request: Request, ctx: WorkerContext) -> Result | Handoff:
     try:
         parsed = await call_provider(request, ctx, attempt)
     except DeferRequest as exc:
-        if request.fallbacks and exc.delay >= FAILOVER_AFTER:
+        if request.fallbacks:
             return next_route(request, f"cooling down {exc.delay:.0f}s")
         return Handoff(request, exc.delay)
     except ProviderError as exc:
@@ -136,6 +147,7 @@ async def call_provider(request: Request, ctx: WorkerContext, attempt: Attempt) 
             lambda: adapter.build_chat(endpoint, request.model, request.body),
             lambda h, c: adapter.parse_chat(h, c, request.model),
             attempt,
+            ctx.budget(request, endpoint, request.body),
         )
     return await embed(request, ctx, adapter, endpoint, attempt)
 
@@ -157,6 +169,7 @@ async def embed(
             lambda: adapter.build_embeddings(endpoint, request.model, part, body),
             lambda h, c: adapter.parse_embeddings(h, c, request.model),
             attempt,
+            ctx.budget(request, endpoint, {"input": part}),
         )
 
     answers = await asyncio.gather(*(one(p) for p in parts))

@@ -77,7 +77,7 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
         _stop_workers(workers, threads)
     finally:
         for worker in workers:
-            worker.register_death()  # type: ignore[no-untyped-call]
+            worker.teardown()  # type: ignore[no-untyped-call]  # stops the scheduler process too
         rt.close()
         connection.hdel(keys.workers_providers(), *[w.name for w in workers])
         log.info("worker_stopped", slots=slots)

@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 import httpx
 import redis.asyncio as aredis
 
+from shared.backoff import BackoffPolicy
 from shared.config import Settings
+from shared.limiter import RedisLimiter, limiter_keys
 from shared.store import ResultWriter
 from workers.executor import WorkerContext
+from workers.gate import LimitGate
 from workers.http import make_sender
 from workers.transport import Transport
 
@@ -40,12 +43,18 @@ class Runtime:
 
     async def _build(self) -> WorkerContext:
         s = self.settings
-        client = aredis.Redis.from_url(self.redis_url, max_connections=max(8, s.concurrency))
-        http = make_sender(max_connections=s.concurrency, transport=self.http_transport)
-        transport = Transport(http, max_attempts=s.max_attempts, timeout=s.request_timeout)
+        client = aredis.Redis.from_url(self.redis_url, max_connections=max(16, s.concurrency))
+        limiter = RedisLimiter(client)
+
+        async def probe(scope: str) -> bool:
+            return bool(await client.exists(limiter_keys(scope).state))
+
+        gate = LimitGate(limiter, probe=probe, sleep=asyncio.sleep, max_wait_s=s.max_inline_wait)
+        policy = BackoffPolicy(max_attempts=s.max_attempts, inline_wait_limit=s.max_inline_wait)
+        sender = make_sender(max_connections=s.concurrency, transport=self.http_transport)
         return WorkerContext(
             settings=s,
-            transport=transport,
+            transport=Transport(sender, gate=gate, policy=policy, timeout=s.request_timeout),
             writer=ResultWriter(client, s.result_ttl),
             semaphore=asyncio.Semaphore(s.concurrency),
         )

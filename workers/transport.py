@@ -1,7 +1,9 @@
 """The only code that sends provider HTTP: limiter → build → authorize → send → classify → retry.
 
-Client, limiter, clock, sleep and randomness are constructor arguments, so tests pass fakes
+Sender, gate (limiter), sleep and randomness are constructor arguments, so tests pass fakes
 instead of patching. Errors leave here as `ProviderError`s with scrubbed text and no URL query.
+A wait longer than the policy's inline limit raises `DeferRequest`: the request goes back to the
+queue instead of holding a worker slot.
 """
 
 from __future__ import annotations
@@ -9,21 +11,22 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.adapters.base import Adapter, Endpoint, HttpRequest, Parsed
+from shared.backoff import BackoffPolicy, parse_retry_after
 from shared.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    QuotaExceededError,
     SluiceError,
 )
+from shared.limiter import Grant
 from shared.scrub import scrub
-from workers.http import Sender, SendFailed, SendTimeout
-
-Sleep = Callable[[float], Awaitable[None]]
+from workers.gate import Budget, LimitGate, Sleep
+from workers.http import Reply, Sender, SendFailed, SendTimeout
 
 
 class DeferRequest(SluiceError):
@@ -36,88 +39,106 @@ class DeferRequest(SluiceError):
 
 @dataclass
 class Attempt:
-    """What one call cost: attempts made and the last error (if it failed)."""
+    """What one call cost: attempts made and the errors met on the way."""
 
     attempts: int = 0
     errors: list[ProviderError] = field(default_factory=list)
 
 
+Build = Callable[[], HttpRequest]
+Parse = Callable[[dict[str, str], bytes], Parsed]
+
+
 class Transport:
-    """Sends one logical provider call with retries; the limiter is consulted before each attempt."""
+    """Sends one logical provider call with retries; the gate is consulted before every attempt."""
 
     def __init__(
         self,
         client: Sender,
         *,
-        limiter: Any = None,
-        max_attempts: int = 6,
+        gate: LimitGate | None = None,
+        policy: BackoffPolicy | None = None,
         timeout: float = 120.0,
-        base_delay: float = 0.5,
-        max_delay: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
-        self.limiter = limiter
-        self.max_attempts = max_attempts
+        self.gate = gate
+        self.policy = policy or BackoffPolicy()
         self.timeout = timeout
-        self.base_delay = base_delay
-        self.max_delay = max_delay
         self.sleep = sleep
         self.rand = rand
-        self.clock = clock
 
     async def call(
-        self,
-        adapter: Adapter,
-        endpoint: Endpoint,
-        build: Callable[[], HttpRequest],
-        parse: Callable[[dict[str, str], bytes], Parsed],
-        attempt: Attempt,
+        self, adapter: Adapter, endpoint: Endpoint, build: Build, parse: Parse, attempt: Attempt,
+        budget: Budget | None = None,
     ) -> Parsed:
-        """Build, send and parse, retrying retryable errors up to `max_attempts`."""
+        """Build, send and parse, retrying retryable errors while the policy allows."""
         while True:
             attempt.attempts += 1
             try:
-                return await self._once(adapter, endpoint, build, parse)
+                return await self._attempt(adapter, endpoint, build, parse, budget)
             except ProviderError as exc:
                 attempt.errors.append(exc)
-                if not exc.retryable or attempt.attempts >= self.max_attempts:
+                if not exc.retryable or self.policy.exhausted(attempt.attempts):
                     raise
-                await self.sleep(self.delay(attempt.attempts, exc.retry_after))
+                delay = self.policy.delay(attempt.attempts, exc.retry_after, self.rand)
+                if delay.requeue:
+                    raise DeferRequest(delay.seconds, type(exc).__name__) from None
+                await self.sleep(delay.seconds)
 
-    def delay(self, attempts: int, hint: float | None) -> float:
-        """Exponential backoff with full jitter, capped; a server hint is honoured as a floor."""
-        backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempts - 1)) * self.rand()
-        return max(backoff, hint or 0.0)
-
-    async def _once(
-        self,
-        adapter: Adapter,
-        endpoint: Endpoint,
-        build: Callable[[], HttpRequest],
-        parse: Callable[[dict[str, str], bytes], Parsed],
+    async def _attempt(
+        self, adapter: Adapter, endpoint: Endpoint, build: Build, parse: Parse, budget: Budget | None
     ) -> Parsed:
-        request = build()
+        grant = await self._admit(budget, endpoint.provider)
+        reply: Reply | None = None
+        used: int | None = None
+        try:
+            reply = await self._send(adapter, endpoint, build())
+            status, headers, content = reply
+            if 200 <= status < 300:
+                parsed = parse(headers, content)
+                used = parsed.usage.total_tokens or None
+                return parsed
+            raise self._error(adapter, endpoint.provider, reply)
+        finally:
+            if budget is not None and self.gate is not None:
+                await self.gate.settle(budget, grant, reply, used)
+
+    async def _admit(self, budget: Budget | None, provider: str) -> Grant | None:
+        if budget is None or self.gate is None:
+            return None
+        grant = await self.gate.admit(budget)
+        if grant is None or grant.ok:
+            return grant
+        if grant.reason == "too_large":
+            raise QuotaExceededError(
+                f"{provider}: this request needs about {budget.tokens} tokens, more than the whole "
+                "per-minute token budget; split or shorten it", provider=provider, status=429,
+                code="request_too_large",
+            )
+        raise DeferRequest(grant.wait_s, f"rate limit ({grant.reason})")
+
+    async def _send(self, adapter: Adapter, endpoint: Endpoint, request: HttpRequest) -> Reply:
         authorize = getattr(adapter, "authorize", None)
         if authorize is not None:
             request = await authorize(endpoint, request)
-        status, headers, content = await self.send(request, endpoint.provider)
-        if 200 <= status < 300:
-            return parse(headers, content)
+        return await self.send(request, endpoint.provider)
+
+    def _error(self, adapter: Adapter, provider: str, reply: Reply) -> ProviderError:
+        status, headers, content = reply
         error = adapter.parse_error(status, headers, content)
-        error.provider = endpoint.provider
+        error.provider = provider
         error.message = scrub(error.message)
         error.args = (error.message,)
         if error.retry_after is None:
             error.retry_after = retry_after_from(headers, status)
-        raise error
+        return error
 
-    async def send(self, request: HttpRequest, provider: str) -> tuple[int, dict[str, str], bytes]:
+    async def send(self, request: HttpRequest, provider: str) -> Reply:
         try:
-            return await asyncio.wait_for(self.client.send(request, self.timeout), self.timeout + 1)
-        except (TimeoutError, SendTimeout):
+            return await self.client.send(request, self.timeout)
+        except SendTimeout:
             raise ProviderTimeoutError(
                 f"{provider}: no answer within {self.timeout:g}s", provider=provider
             ) from None
@@ -129,17 +150,8 @@ class Transport:
 
 
 def retry_after_from(headers: dict[str, str], status: int) -> float | None:
-    """`retry-after-ms`, then `retry-after` seconds; only on 408/409/429/5xx (Anthropic sends it on 200s)."""
-    if status not in (408, 409, 429) and status < 500:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
+    """The server's wait hint (`retry-after-ms`, `retry-after`), only on 408/409/429/5xx."""
+    return parse_retry_after(headers, time.time(), status=status)
 
 
 def _safe_url(url: str) -> str:
