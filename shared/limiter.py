@@ -523,6 +523,7 @@ class MemoryLimiter:
         base, used = st.aimd_rpm, st.measured_rpm(now)
         if used > 0 and (base is None or used < base):
             base = used
-        base = c.aimd_min_rpm if base is None else base
-        st.aimd_rpm = max(c.aimd_min_rpm, base * c.aimd_decrease)
         st.aimd_at = now
+        if base is None:
+            return  # nothing measured yet (the scope was unlimited): only the cooldown applies
+        st.aimd_rpm = max(c.aimd_min_rpm, base * c.aimd_decrease)

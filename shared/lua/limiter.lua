@@ -157,8 +157,9 @@ local function aimd_down(s, decrease, floor, holdoff)
   roll(s)
   local base, used = s.aimd_rpm, measured_rpm(s)
   if used > 0 and (not base or used < base) then base = used end
-  s.aimd_rpm = math.max(floor, (base or floor) * decrease)
   s.aimd_at = now
+  -- nothing measured yet (the scope was unlimited until now): only the cooldown applies
+  if base then s.aimd_rpm = math.max(floor, base * decrease) end
 end
 
 -- observe: ARGV[4] cooldown seconds or ''  [5] provider rpm or ''  [6] provider tpm or ''
