@@ -28,6 +28,12 @@ class FakeProvider:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def configure(self, **changes: Any) -> None:
+        request = urllib.request.Request(f"{self.url}/_config", data=json.dumps(changes).encode(),
+                                         method="POST", headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/_stats", timeout=5) as response:
             data: dict[str, Any] = json.load(response)

@@ -1,0 +1,57 @@
+"""Failed requests stay listed with their error; `sluice retry` runs them again. A hung request
+is cut by its timeout without stalling the others."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import FakeProvider, Sluice, read_output, write_requests
+
+pytestmark = pytest.mark.e2e
+
+
+def test_retry_command_reruns_failed_requests(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path
+) -> None:
+    fake = fake_provider("--fail-rate", "0.5", "--fail-status", "500", "--seed", "7")
+    sluice.env.update({"VLLM_BASE_URL": f"{fake.url}/v1", "SLUICE_MAX_ATTEMPTS": "1"})
+    ids = write_requests(tmp_path / "in.jsonl", 200)
+    sluice.start_worker("--providers", "vllm", "--processes", "1")
+    batch_id = sluice.run("submit", "in.jsonl", "--wait").stdout.splitlines()[0]
+    first = json.loads(sluice.run("status", batch_id, "--json").stdout)
+    failed = first["request_counts"]["failed"]
+    assert 40 < failed < 160
+    sluice.run("results", batch_id, "-o", "first.jsonl")
+    errors = [line for line in read_output(tmp_path / "first.jsonl") if line["error"]]
+    assert len(errors) == failed and all(e["response"]["status_code"] == 500 for e in errors)
+    fake.configure(fail_rate=0.0)
+    out = sluice.run("retry", batch_id, "--wait")
+    assert f"{failed} failed requests re-enqueued" in out.stdout
+    second = json.loads(sluice.run("status", batch_id, "--json").stdout)
+    assert second["status"] == "completed"
+    assert second["request_counts"] == {"total": 200, "completed": 200, "failed": 0}
+    sluice.run("results", batch_id, "-o", "second.jsonl")
+    lines = read_output(tmp_path / "second.jsonl")
+    assert sorted(line["custom_id"] for line in lines) == sorted(ids)
+    assert all(line["error"] is None for line in lines)
+
+
+def test_hung_requests_are_cut_by_their_timeout(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path
+) -> None:
+    fake = fake_provider("--hang-rate", "0.05", "--seed", "3")
+    sluice.env.update({"VLLM_BASE_URL": f"{fake.url}/v1", "SLUICE_REQUEST_TIMEOUT": "2",
+                       "SLUICE_MAX_ATTEMPTS": "1"})
+    write_requests(tmp_path / "in.jsonl", 300, embed_every=0)
+    sluice.start_worker("--providers", "vllm", "--processes", "1")
+    batch_id = sluice.run("submit", "in.jsonl", "--wait", timeout=120).stdout.splitlines()[0]
+    sluice.run("results", batch_id, "-o", "out.jsonl")
+    lines = read_output(tmp_path / "out.jsonl")
+    timed_out = [line for line in lines if line["error"]]
+    assert len(lines) == 300
+    assert timed_out and all(line["error"]["code"] == "provider_timeout" for line in timed_out)
+    assert len(timed_out) == fake.stats()["hung"]
