@@ -178,17 +178,28 @@ def _summary(state: BatchState, written: int | None = None, output: Path | None 
 @click.option("--processes", type=int, default=None, help="Worker processes [default: CPU count].")
 @click.option("--concurrency", type=int, default=None, help="Requests in flight per process.")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--rpm", type=int, default=None, help="Requests/min limit for each served provider and key.")
+@click.option("--tpm", type=int, default=None, help="Tokens/min limit for each served provider and key.")
+@click.option("--max-in-flight", type=int, default=None,
+              help="Concurrent requests limit for each served provider and key (across every worker).")
 @click.pass_obj
 def worker(settings: Settings, providers: str | None, processes: int | None,
-           concurrency: int | None, burst: bool) -> None:
-    """Serve provider queues with a pool of worker processes (a dead process is replaced)."""
-    from shared.registry import all_providers, get
+           concurrency: int | None, burst: bool, rpm: int | None, tpm: int | None,
+           max_in_flight: int | None) -> None:
+    """Serve provider queues with a pool of worker processes (a dead process is replaced).
+
+    Limits given here override the config file and registry; per provider they can also be set
+    with SLUICE_<PROVIDER>_RPM / _TPM / _MAX_IN_FLIGHT in the environment.
+    """
+    from shared.registry import all_providers, env_stem, get
     from workers.pool import WorkerPool
 
     url = need_redis(settings)
     ids = [get(p).id for p in providers.split(",") if p] if providers else [p.id for p in all_providers()]
     settings = msgspec.structs.replace(settings, **_overrides(concurrency=concurrency))
     env = {**os.environ, **_settings_env(settings), "SLUICE_LOG_LEVEL": settings.log_level}
+    limits = _overrides(RPM=rpm, TPM=tpm, MAX_IN_FLIGHT=max_in_flight)
+    env.update({f"SLUICE_{env_stem(pid)}_{name}": str(value) for pid in ids for name, value in limits.items()})
     count = processes or os.cpu_count() or 2
     click.echo(f"sluice worker: {count} processes serving {', '.join(ids)}", err=True)
     sys.exit(WorkerPool(ids, count, redis_url=url, env=env, burst=burst).run())

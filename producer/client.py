@@ -16,7 +16,7 @@ from shared import keys, registry
 from shared.config import Settings, load_settings, resolve_endpoint
 from shared.errors import MissingKeyError, SluiceError
 from shared.schema import TERMINAL_STATUSES, BatchState, Event, Request, Result, Route
-from shared.store import ResultStore
+from shared.store import ResultStore, usage_delta
 
 Progress = Callable[[BatchState], None]
 
@@ -144,6 +144,19 @@ class Client:
                 tail = self.store.events(batch_id, after=position)
                 yield from tail
                 return
+
+    def usage_snapshot(self, batch_id: str | None = None) -> dict[str, dict[str, int]]:
+        """Calls and tokens by `provider/model`, for one batch or across every batch."""
+        return self.store.usage(batch_id)
+
+    @staticmethod
+    def usage_delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
+        """`total_calls`, `prompt_tokens`, `completion_tokens` spent between two snapshots."""
+        return usage_delta(before, after)
+
+    def last_call(self) -> str | None:
+        """`provider/model|unix time` of the most recent call recorded."""
+        return self.store.last_call()
 
     def cancel(self, batch_id: str) -> BatchState:
         """Stop a batch: requests not yet run are recorded as `batch_cancelled`."""

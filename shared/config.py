@@ -50,7 +50,7 @@ from shared.registry import (
 )
 from shared.scrub import default_scrubber
 
-DEFAULT_CHUNK_SIZE: Final = 64
+DEFAULT_CHUNK_SIZE: Final = 128
 """Requests per RQ job; one job runs its requests concurrently in one event loop."""
 DEFAULT_CONCURRENCY: Final = 256
 """Requests in flight per worker process."""

@@ -71,8 +71,15 @@ def test_batch_runs_through_rq_into_the_store(redis_url: str, redis_client: redi
     path = tmp_path / "in.jsonl"
     write_batch(path, 150)
     client = Client(redis_url, load_settings(env={}, chunk_size=16))
+    before = client.usage_snapshot()
     batch_id, _ = client.submit_file(path, check_keys="none")
     run_worker(redis_client, ["vllm"])
+    usage = client.usage_snapshot(batch_id)
+    assert usage["vllm/emb"]["calls"] == 38 and usage["vllm/llama"]["failed"] == 1
+    spent = client.usage_delta(before, client.usage_snapshot())
+    assert spent["total_calls"] == 150
+    assert spent["prompt_tokens"] == 38 * 2 + 111 * CHAT["usage"]["prompt_tokens"]
+    assert (client.last_call() or "").startswith("vllm/")
     state = client.status(batch_id)
     assert state.status == "completed"
     assert (state.counts.completed, state.counts.failed) == (149, 1)
