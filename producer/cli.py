@@ -241,6 +241,8 @@ def status(settings: Settings, batch_id: str, as_json: bool) -> None:
     click.echo(f"batch     {state.batch_id}\nstatus    {state.status}\n"
                f"requests  {c.done}/{c.total} done ({c.completed} completed, {c.failed} failed)\n"
                f"tokens    {state.prompt_tokens} prompt, {state.completion_tokens} completion")
+    if state.usage_by_model:
+        click.echo("usage by provider/model:")
     for route, usage in sorted(state.usage_by_model.items()):
         click.echo(f"  {route:40} {usage.get('calls', 0):>8} calls {usage.get('prompt_tokens', 0):>10} in "
                    f"{usage.get('completion_tokens', 0):>10} out")

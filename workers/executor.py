@@ -103,6 +103,8 @@ async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelle
     if isinstance(outcome, Handoff):
         return outcome
     if outcome.error is not None and not cancelled:
+        log.info("request_failed", custom_id=request.custom_id, status=outcome.status_code,
+                 code=outcome.error.code, attempts=outcome.attempts)
         await ctx.writer.keep_failed(batch_id, request)
     return await ctx.writer.record(batch_id, outcome)
 
