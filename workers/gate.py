@@ -32,6 +32,14 @@ class Budget:
     provider: str = ""
 
 
+RATE_HEADER_PREFIXES: Final = ("x-ratelimit", "anthropic-ratelimit", "ratelimit", "retry-after")
+
+
+def has_rate_headers(headers: dict[str, str]) -> bool:
+    """Cheap pre-check so a plain 2xx from an unlimited scope skips header parsing."""
+    return any(name.lower().startswith(RATE_HEADER_PREFIXES) for name in headers)
+
+
 class LimitGate:
     def __init__(
         self,
@@ -77,7 +85,7 @@ class LimitGate:
     ) -> RateSignal:
         """Tell the limiter what the provider said, free the slot; returns the parsed signal."""
         signal = EMPTY
-        if reply is not None:
+        if reply is not None and (grant is not None or reply[0] >= 300 or has_rate_headers(reply[1])):
             status, headers, content = reply
             signal = parse_signal(status, headers, content, time.time(), provider=budget.provider)
             if grant is not None or signal != EMPTY or status == 429:
