@@ -35,6 +35,7 @@ from shared.errors import (
     QuotaExceededError,
     ResponseFormatError,
 )
+from shared.ratelimit import parse_duration, retry_hint_from_body
 from shared.schema import Usage
 
 
@@ -238,32 +239,14 @@ def with_upstream_detail(payload: Any, message: str) -> str:
     return message
 
 
-_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
-_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|us|µs|ns|h|m|s))+")
-_HINT: Final = re.compile(r"(?:try again|retry) in (" + _DURATION.pattern + r")", re.IGNORECASE)
-_UNIT_SECONDS: Final = {
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 1e-3,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ns": 1e-9,
-}
-
-
 def duration_seconds(text: str) -> float | None:
     """A Go/protobuf duration (`59s`, `1.574s`, `644ms`, `2m59.56s`) in seconds; None if not one."""
-    text = text.strip()
-    if not _DURATION.fullmatch(text):
-        return None
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+    return parse_duration(text) if text.strip() and text.strip()[-1].isalpha() else None
 
 
 def retry_hint(message: str) -> float | None:
     """The wait a message asks for: OpenAI `Please try again in 1.574s`, Gemini `retry in 45.5s`."""
-    match = _HINT.search(message)
-    return duration_seconds(match.group(1)) if match else None
+    return retry_hint_from_body(message)
 
 
 def obey_should_retry(error: ProviderError, headers: dict[str, str]) -> ProviderError:
