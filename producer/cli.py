@@ -69,8 +69,8 @@ def need_redis(settings: Settings) -> str:
 @click.option("--provider", help="Provider for every request (else from a `provider/model` prefix).")
 @click.option("--model", help="Model for a plain prompt file (one prompt per line).")
 @click.option("--workers", "processes", type=int, default=None,
-              help="Local worker processes to start [default: CPU count; 0 with REDIS_URL = use "
-                   "workers already serving it].")
+              help="Local worker processes to start [default: one per CPU, or none when REDIS_URL "
+                   "has live workers for every provider in the file].")
 @click.option("--concurrency", type=int, default=None, help="Requests in flight per worker process.")
 @click.option("--chunk-size", type=int, default=None, help="Requests per queued job.")
 @click.option("--partial", is_flag=True, help="Submit the valid lines even if some are malformed.")
@@ -92,14 +92,25 @@ def run(settings: Settings, input_file: Path, output: Path, provider: str | None
                                               partial=partial, check_keys="local", fallbacks=fallbacks)
         _report_skipped(report)
         state = client.status(batch_id)
-        count = processes if processes is not None else (os.cpu_count() or 2)
-        if embedded:
-            count = max(1, count)
+        count = _local_workers(processes, embedded, client, state.providers)
         with _local_pool(state.providers, count, url, settings):
             state = client.wait(batch_id, progress=None if no_progress else _progress_bar(state))
         order = _custom_ids(input_file, provider, model)
         written = export(client.store, batch_id, output, order=order)
         _summary(state, written, output)
+
+
+def _local_workers(processes: int | None, embedded: bool, client: Client, providers: tuple[str, ...]) -> int:
+    """How many local worker processes `run` starts: as asked; else none when a shared Redis
+    already has live workers for every provider in the batch; else one per CPU."""
+    from producer.client import serving_providers
+
+    if processes is not None:
+        return max(1, processes) if embedded else processes
+    if not embedded and set(providers) <= serving_providers(client.redis):
+        click.echo("using the workers already serving this Redis", err=True)
+        return 0
+    return os.cpu_count() or 2
 
 
 def _overrides(**values: Any) -> dict[str, Any]:

@@ -103,3 +103,23 @@ def test_watch_status_and_cancel(sluice: Sluice, fake_provider: Callable[..., Fa
     state = wait_done(sluice, second)
     assert state["status"] == "cancelled"
     assert state["request_counts"]["failed"] == 40  # type: ignore[index]
+
+
+def test_run_with_redis_url_uses_the_live_workers(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path
+) -> None:
+    fake = fake_provider()
+    sluice.env["VLLM_BASE_URL"] = f"{fake.url}/v1"
+    ids = write_requests(tmp_path / "in.jsonl", 120)
+    sluice.start_worker("--providers", "vllm", "--processes", "1")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _worker_registered(sluice):
+        time.sleep(0.2)
+    done = sluice.run("run", "in.jsonl", "-o", "out.jsonl", "--no-progress")
+    assert "using the workers already serving this Redis" in done.stderr
+    assert [line["custom_id"] for line in read_output(tmp_path / "out.jsonl")] == ids
+
+
+def _worker_registered(sluice: Sluice) -> bool:
+    client = redis.Redis.from_url(sluice.env["REDIS_URL"])
+    return any(key.startswith(b"rq:worker:sluice-") for key in client.scan_iter("rq:worker:*"))
