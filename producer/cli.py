@@ -76,11 +76,13 @@ def need_redis(settings: Settings) -> str:
 @click.option("--partial", is_flag=True, help="Submit the valid lines even if some are malformed.")
 @click.option("--fallback", "fallbacks", multiple=True, metavar="PROVIDER/MODEL",
               help="Route to fail over to, in order (repeatable), e.g. --fallback groq/llama-3.3-70b.")
+@click.option("--deadline", type=float, default=None, metavar="SECONDS",
+              help="Stop retrying a request this long after submission (it fails with deadline_exceeded).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_obj
 def run(settings: Settings, input_file: Path, output: Path, provider: str | None, model: str | None,
         processes: int | None, concurrency: int | None, chunk_size: int | None, partial: bool,
-        fallbacks: tuple[str, ...], no_progress: bool) -> None:
+        fallbacks: tuple[str, ...], deadline: float | None, no_progress: bool) -> None:
     """Run a batch end to end: queue, local workers, progress, results file."""
     settings = msgspec.structs.replace(
         settings, **_overrides(concurrency=concurrency, chunk_size=chunk_size)
@@ -89,7 +91,8 @@ def run(settings: Settings, input_file: Path, output: Path, provider: str | None
     with redis_url_or_embedded(settings.redis_url) as url:
         client = Client(url, settings)
         batch_id, report = client.submit_file(input_file, provider=provider, model=model,
-                                              partial=partial, check_keys="local", fallbacks=fallbacks)
+                                              partial=partial, check_keys="local", fallbacks=fallbacks,
+                                              deadline=deadline)
         _report_skipped(report)
         state = client.status(batch_id)
         count = _local_workers(processes, embedded, client, state.providers)
@@ -224,13 +227,15 @@ def worker(settings: Settings, providers: str | None, processes: int | None,
 @click.option("--wait", "wait_", is_flag=True, help="Block with a progress bar until done.")
 @click.option("--fallback", "fallbacks", multiple=True, metavar="PROVIDER/MODEL",
               help="Route to fail over to, in order (repeatable), e.g. --fallback groq/llama-3.3-70b.")
+@click.option("--deadline", type=float, default=None, metavar="SECONDS",
+              help="Stop retrying a request this long after submission (it fails with deadline_exceeded).")
 @click.pass_obj
 def submit(settings: Settings, input_file: Path, provider: str | None, model: str | None,
-           partial: bool, wait_: bool, fallbacks: tuple[str, ...]) -> None:
+           partial: bool, wait_: bool, fallbacks: tuple[str, ...], deadline: float | None) -> None:
     """Queue a batch file for the running workers; prints the batch id."""
     client = Client(need_redis(settings), settings)
     batch_id, report = client.submit_file(input_file, provider=provider, model=model, partial=partial,
-                                          fallbacks=fallbacks)
+                                          fallbacks=fallbacks, deadline=deadline)
     _report_skipped(report)
     click.echo(batch_id)
     if wait_:

@@ -49,17 +49,20 @@ class Client:
         partial: bool = False,
         check_keys: str = "workers",
         fallbacks: list[str] | tuple[str, ...] = (),
+        deadline: float | None = None,
     ) -> tuple[str, Validation]:
         """Submit an OpenAI batch JSONL file, or a plain file of one prompt per line (`model` needed).
 
         `fallbacks` are `provider/model` routes tried in order when a request's provider keeps
-        failing with retryable errors or cools down for long.
+        failing with retryable errors or cools down for long; `deadline` is seconds from now after
+        which a request is not tried again.
         """
         path = Path(path)
         routes = jsonl.parse_routes(fallbacks)
         source = request_source(path, provider=provider, model=model, kind=kind, fallbacks=routes)
         return self.submitter.submit(
-            source, partial=partial, input_file=str(path), check=self._checker(check_keys)
+            source, partial=partial, input_file=str(path), check=self._checker(check_keys),
+            deadline=deadline,
         )
 
     def retry(self, batch_id: str) -> int:

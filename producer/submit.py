@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
 import redis
 from rq import Queue
 
@@ -90,7 +91,9 @@ class Submitter:
         input_file: str = "",
         check: Callable[[set[str]], None] | None = None,
         batch_id: str | None = None,
+        deadline: float | None = None,
     ) -> tuple[str, Validation]:
+        """Validate, then enqueue; `deadline` (seconds from now) bounds every request's retries."""
         report = validate(source, partial=partial)
         if report.total == 0:
             raise InputError("no requests to submit")
@@ -100,7 +103,11 @@ class Submitter:
         meta = BatchMeta(batch_id, report.total, time.time(), tuple(sorted(report.providers)), input_file)
         self.store.create_batch(meta)
         self.store.start(batch_id, report.total)
-        self._enqueue_all(batch_id, _skip_bad(source, partial))
+        requests = _skip_bad(source, partial)
+        if deadline is not None:
+            until = time.time() + deadline
+            requests = (msgspec.structs.replace(r, deadline=until) for r in requests)
+        self._enqueue_all(batch_id, requests)
         return batch_id, report
 
     def _enqueue_all(self, batch_id: str, requests: Iterable[Request]) -> None:

@@ -40,6 +40,8 @@ class Request(msgspec.Struct, frozen=True, omit_defaults=True):
     key_alias: str | None = None
     fallbacks: tuple[Route, ...] = ()
     keep_raw: bool = False
+    deadline: float | None = None
+    """Unix time after which the request is not tried again (fails with `deadline_exceeded`)."""
 
 
 class Chunk(msgspec.Struct, frozen=True, omit_defaults=True):

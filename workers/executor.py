@@ -112,7 +112,9 @@ async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelle
 async def run_request(request: Request, ctx: WorkerContext) -> Result | Handoff:
     """One request to its final Result (success or scrubbed failure) or a hand-off; never raises
     for provider errors."""
-    attempt = Attempt()
+    attempt = Attempt(deadline=request.deadline)
+    if request.deadline is not None and time.time() >= request.deadline:
+        return failure(request, ErrorInfo("deadline_exceeded", "the request's deadline passed"), 0, 0)
     try:
         parsed = await call_provider(request, ctx, attempt)
     except DeferRequest as exc:

@@ -8,6 +8,7 @@ import uuid
 from typing import Final
 
 import msgspec
+import structlog
 from rq import get_current_job
 from rq.worker import BaseWorker
 
@@ -17,6 +18,7 @@ from workers.executor import Handoff, execute_chunk
 from workers.queueing import HEARTBEAT_INTERVAL
 from workers.requeue import enqueue_requests
 
+log = structlog.get_logger("sluice.worker")
 _decoder: Final = msgspec.msgpack.Decoder(Chunk)
 
 _local = threading.local()
@@ -52,6 +54,8 @@ def requeue_handoffs(chunk: Chunk, handoffs: list[Handoff]) -> int:
         by_delay.setdefault(round(handoff.delay), []).append(handoff)
     count = 0
     for delay, group in by_delay.items():
+        log.info("requests_handed_off", batch_id=chunk.batch_id, count=len(group), delay_s=delay,
+                 to=sorted({h.request.provider for h in group}))
         prefix = f"{chunk.chunk_id}-h{uuid.uuid4().hex[:8]}"
         count += enqueue_requests(job.connection, chunk.batch_id, [h.request for h in group],
                                   id_prefix=prefix, delay=delay)

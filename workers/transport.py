@@ -43,6 +43,8 @@ class Attempt:
 
     attempts: int = 0
     errors: list[ProviderError] = field(default_factory=list)
+    deadline: float | None = None
+    """Unix time after which no further attempt starts."""
 
 
 Build = Callable[[], HttpRequest]
@@ -83,6 +85,8 @@ class Transport:
                 if not exc.retryable or self.policy.exhausted(attempt.attempts):
                     raise
                 delay = self.policy.delay(attempt.attempts, exc.retry_after, self.rand)
+                if attempt.deadline is not None and time.time() + delay.seconds >= attempt.deadline:
+                    raise
                 if delay.requeue:
                     raise DeferRequest(delay.seconds, type(exc).__name__) from None
                 await self.sleep(delay.seconds)

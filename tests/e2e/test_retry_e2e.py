@@ -55,3 +55,34 @@ def test_hung_requests_are_cut_by_their_timeout(
     assert len(lines) == 300
     assert timed_out and all(line["error"]["code"] == "provider_timeout" for line in timed_out)
     assert len(timed_out) == fake.stats()["hung"]
+
+
+def test_long_waits_go_back_to_the_queue_via_the_scheduler(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path
+) -> None:
+    fake = fake_provider("--random-429", "0.3", "--seed", "11")
+    sluice.env.update({"VLLM_BASE_URL": f"{fake.url}/v1", "SLUICE_MAX_INLINE_WAIT": "0.5",
+                       "SLUICE_MAX_ATTEMPTS": "10"})
+    ids = write_requests(tmp_path / "in.jsonl", 100, embed_every=0)
+    sluice.start_worker("--providers", "vllm", "--processes", "1")
+    batch_id = sluice.run("submit", "in.jsonl", "--wait", timeout=180).stdout.splitlines()[0]
+    sluice.run("results", batch_id, "-o", "out.jsonl")
+    lines = read_output(tmp_path / "out.jsonl")
+    assert sorted(line["custom_id"] for line in lines) == sorted(ids)
+    assert all(line["error"] is None for line in lines)
+    assert fake.stats()["rate_limited"] > 0
+    assert "requests_handed_off" in sluice.logs()
+
+
+def test_deadline_stops_retries(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path
+) -> None:
+    fake = fake_provider("--fail-rate", "1.0", "--fail-status", "503")
+    sluice.env.update({"VLLM_BASE_URL": f"{fake.url}/v1", "SLUICE_MAX_ATTEMPTS": "1000"})
+    write_requests(tmp_path / "in.jsonl", 20, embed_every=0)
+    sluice.start_worker("--providers", "vllm", "--processes", "1")
+    batch_id = sluice.run("submit", "in.jsonl", "--deadline", "3", "--wait", timeout=120).stdout.splitlines()[0]
+    state = json.loads(sluice.run("status", batch_id, "--json").stdout)
+    assert state["request_counts"] == {"total": 20, "completed": 0, "failed": 20}
+    assert state["completed_at"] - state["created_at"] < 60
+    assert fake.stats()["total"] < 20 * 1000
