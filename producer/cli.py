@@ -97,7 +97,7 @@ def run(settings: Settings, input_file: Path, output: Path, provider: str | None
         state = client.status(batch_id)
         count = _local_workers(processes, embedded, client, state.providers)
         with _local_pool(state.providers, count, url, settings):
-            state = client.wait(batch_id, progress=None if no_progress else _progress_bar(state))
+            state = client.wait(batch_id, progress=None if no_progress else ProgressBar(state))
         order = _custom_ids(input_file, provider, model)
         written = export(client.store, batch_id, output, order=order)
         _summary(state, written, output)
@@ -158,7 +158,7 @@ def _report_skipped(report: Any) -> None:
         click.echo(f"... and {len(report.errors) - 20} more skipped lines", err=True)
 
 
-class _progress_bar:
+class ProgressBar:
     """A tqdm bar fed by polled batch state: done/failed/rate/ETA."""
 
     def __init__(self, state: BatchState) -> None:
@@ -239,7 +239,7 @@ def submit(settings: Settings, input_file: Path, provider: str | None, model: st
     _report_skipped(report)
     click.echo(batch_id)
     if wait_:
-        state = client.wait(batch_id, progress=_progress_bar(client.status(batch_id)))
+        state = client.wait(batch_id, progress=ProgressBar(client.status(batch_id)))
         _summary(state)
 
 
@@ -319,7 +319,7 @@ def retry(settings: Settings, batch_id: str, wait_: bool) -> None:
     count = client.retry(batch_id)
     click.echo(f"{batch_id}: {count} failed requests re-enqueued")
     if wait_ and count:
-        state = client.wait(batch_id, progress=_progress_bar(client.status(batch_id)))
+        state = client.wait(batch_id, progress=ProgressBar(client.status(batch_id)))
         _summary(state)
 
 
@@ -342,7 +342,7 @@ def embed(settings: Settings, corpus: Path, model: str, output: Path, provider: 
         count = processes if processes is not None else (os.cpu_count() or 2)
         written = embed_corpus(client, corpus, output, model=model, provider=provider,
                                batch_size=batch_size, pool=lambda p: _local_pool(p, count, url, settings),
-                               progress=_progress_bar)
+                               progress=ProgressBar)
     click.echo(f"{written} vectors written to {output}", err=True)
 
 
