@@ -210,17 +210,28 @@ _NATIVE: Final[tuple[ProviderSpec, ...]] = (
         embeddings=True, max_embed_inputs=250, example_models=("gemini-1.5-pro",),
     ),
     ProviderSpec(
+        # The GitHub token (device-flow login file `token_path`, else a key env var) is traded
+        # at send time for a short-lived Copilot API key (shared/adapters/copilot.py).
         id="copilot", display_name="GitHub Copilot", adapter="copilot",
-        default_base_url="https://api.githubcopilot.com", key_required=False, supported=False,
+        default_base_url="https://api.githubcopilot.com", key_required=False,
+        key_env=_envs("COPILOT_GITHUB_TOKEN", "GITHUB_TOKEN"),
+        base_url_env=("SLUICE_COPILOT_BASE_URL",), model_env=("SLUICE_COPILOT_MODEL",),
         option_env=(("token_path", ("SLUICE_COPILOT_TOKEN_PATH",)),),
-        docs_url="https://docs.github.com/copilot", category="Model Hosts",
+        credential_env=("SLUICE_COPILOT_GITHUB_TOKEN",),
+        default_model="gpt-4o", docs_url="https://docs.github.com/copilot", category="Model Hosts",
+        key_prefix="gho_", extra_key_prefixes=("ghu_", "ghp_", "github_pat_"), embeddings=True,
+        example_models=("gpt-4o", "claude-3.5-sonnet", "text-embedding-3-small"),
     ),
     ProviderSpec(
+        # Tokens come from the device-flow credentials file (`credentials_path`, default
+        # ~/.qwen/oauth_creds.json) and are refreshed at runtime (shared/adapters/qwen_oauth.py).
         id="qwen_oauth", display_name="Qwen OAuth (chat.qwen.ai)", adapter="qwen-oauth",
-        default_base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
-        aliases=("qwen-oauth",), key_required=False, supported=False, free_tier=True,
+        default_base_url="https://portal.qwen.ai/v1",
+        aliases=("qwen-oauth",), key_required=False, free_tier=True,
+        base_url_env=("SLUICE_QWEN_OAUTH_BASE_URL",), model_env=("SLUICE_QWEN_OAUTH_MODEL",),
         option_env=(("credentials_path", ("SLUICE_QWEN_OAUTH_CREDENTIALS",)),),
-        category="China Labs",
+        default_model="qwen3-coder-plus", category="China Labs",
+        example_models=("qwen3-coder-plus", "qwen3-coder-flash"),
     ),
 )
 

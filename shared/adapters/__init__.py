@@ -8,10 +8,12 @@ from shared.adapters.anthropic import AnthropicAdapter
 from shared.adapters.base import Adapter, Endpoint, HttpRequest, Parsed
 from shared.adapters.bedrock import BedrockAdapter
 from shared.adapters.cohere import CohereAdapter
+from shared.adapters.copilot import CopilotAdapter
 from shared.adapters.gemini import GeminiAdapter
 from shared.adapters.huggingface import HuggingFaceAdapter
 from shared.adapters.ollama import OllamaAdapter
 from shared.adapters.openai import OpenAIAdapter
+from shared.adapters.qwen_oauth import QwenOAuthAdapter
 from shared.adapters.vertex import VertexAdapter
 
 __all__ = ["Adapter", "Endpoint", "HttpRequest", "Parsed", "get_adapter", "register_adapter"]
@@ -26,6 +28,8 @@ _FACTORIES: dict[str, Callable[[], Adapter]] = {
     "huggingface": HuggingFaceAdapter,
     "bedrock": BedrockAdapter,
     "vertex": VertexAdapter,
+    "copilot": CopilotAdapter,
+    "qwen-oauth": QwenOAuthAdapter,
 }
 
 

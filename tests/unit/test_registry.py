@@ -60,7 +60,7 @@ def test_row_is_usable(spec: ProviderSpec) -> None:
     assert spec.local == (url.scheme == "http")
     assert spec.max_embed_inputs >= 1
     assert not spec.local or not spec.key_required
-    assert spec.supported == (spec.adapter not in {"copilot", "qwen-oauth"})
+    assert spec.supported
 
 
 @pytest.mark.parametrize("spec", PROVIDERS, ids=lambda s: s.id)
