@@ -18,9 +18,11 @@ from typing import Any
 
 import redis
 import structlog
+from rq.scheduler import RQScheduler
 
 from shared import keys
 from shared.config import Settings, configured_secrets
+from shared.keys import queue_name
 from shared.log import configure_logging
 from shared.scrub import default_scrubber
 from shared.serializer import MsgpackSerializer
@@ -64,10 +66,13 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
     workers = [make_worker(providers, connection, i) for i in range(slots)]
     threads = [
         threading.Thread(target=_work, args=(w,), daemon=True, name=f"slot-{i}",
-                         kwargs={"burst": burst, "with_scheduler": i == 0, "logging_level": settings.log_level})
+                         kwargs={"burst": burst, "with_scheduler": False, "logging_level": settings.log_level})
         for i, w in enumerate(workers)
     ]
     stop = _install_stop_signals()
+    scheduler = threading.Thread(target=run_scheduler, args=(providers, connection, stop),
+                                 daemon=True, name="sluice-scheduler")
+    scheduler.start()
     for thread in threads:
         thread.start()
     log.info("worker_started", providers=providers, slots=slots, concurrency=settings.concurrency)
@@ -76,11 +81,32 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
             stop.wait(0.5)
         _stop_workers(workers, threads)
     finally:
+        stop.set()
+        scheduler.join(5)
         for worker in workers:
-            worker.teardown()  # type: ignore[no-untyped-call]  # stops the scheduler process too
+            worker.register_death()  # type: ignore[no-untyped-call]
         rt.close()
         connection.hdel(keys.workers_providers(), *[w.name for w in workers])
         log.info("worker_stopped", slots=slots)
+
+
+def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading.Event) -> None:
+    """RQ's scheduler (moves due `enqueue_in` jobs, i.e. handed-back requests, onto their queues)
+    as a thread of this process. RQ would fork it, and a fork outlives a SIGKILLed worker."""
+    scheduler = RQScheduler([queue_name(p) for p in providers], connection=connection,
+                            serializer=MsgpackSerializer)
+    scheduler.register_birth()
+    try:
+        while not stop.wait(scheduler.interval):
+            try:
+                if scheduler.should_reacquire_locks:
+                    scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+                scheduler.heartbeat()  # type: ignore[no-untyped-call]
+                scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            except redis.RedisError as exc:
+                log.warning("scheduler_redis_error", error=type(exc).__name__)
+    finally:
+        scheduler.stop()  # type: ignore[no-untyped-call]
 
 
 def _install_stop_signals() -> threading.Event:

@@ -48,6 +48,12 @@ def dump_redis(url: str) -> bytes:
     return b"\n".join(out)
 
 
+def queued(url: str) -> list[bytes]:
+    """RQ queues and jobs in the database: what a refused submission must not have created."""
+    client = redis.Redis.from_url(url)
+    return [*client.scan_iter("rq:queue:*"), *client.scan_iter("rq:job:*"), *client.scan_iter("sluice:batch:*")]
+
+
 def assert_no_canary(blob: bytes | str, where: str) -> None:
     data = blob.encode() if isinstance(blob, str) else blob
     for fragment in FRAGMENTS:
@@ -93,7 +99,7 @@ def test_malformed_line_names_it_and_enqueues_nothing(sluice: Sluice, tmp_path: 
     done = sluice.run("submit", "in.jsonl", check=False)
     assert done.returncode == 1
     assert "in.jsonl:6:" in done.stderr
-    assert list(redis.Redis.from_url(redis_url).scan_iter("rq:*")) == []
+    assert queued(redis_url) == []
 
 
 def test_unknown_provider_lists_close_matches(sluice: Sluice, tmp_path: Path, redis_url: str) -> None:
@@ -102,7 +108,7 @@ def test_unknown_provider_lists_close_matches(sluice: Sluice, tmp_path: Path, re
     assert done.returncode == 1
     assert "unknown provider 'vlm'" in done.stderr and "vllm" in done.stderr
     assert "in.jsonl:1" in done.stderr
-    assert list(redis.Redis.from_url(redis_url).scan_iter("rq:*")) == []
+    assert queued(redis_url) == []
 
 
 def test_missing_key_for_submit_without_live_worker(sluice: Sluice, tmp_path: Path, redis_url: str) -> None:
@@ -110,7 +116,7 @@ def test_missing_key_for_submit_without_live_worker(sluice: Sluice, tmp_path: Pa
     done = sluice.run("submit", "in.jsonl", check=False)
     assert done.returncode == 1
     assert "OPENAI_API_KEY" in done.stderr
-    assert list(redis.Redis.from_url(redis_url).scan_iter("rq:*")) == []
+    assert queued(redis_url) == []
 
 
 def test_missing_key_for_run_fails_at_once(tmp_path: Path) -> None:
