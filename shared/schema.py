@@ -42,6 +42,8 @@ class Request(msgspec.Struct, frozen=True, omit_defaults=True):
     keep_raw: bool = False
     deadline: float | None = None
     """Unix time after which the request is not tried again (fails with `deadline_exceeded`)."""
+    attempts: int = 0
+    """Attempts already made before it was handed back to the queue."""
 
 
 class Chunk(msgspec.Struct, frozen=True, omit_defaults=True):

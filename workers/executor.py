@@ -43,7 +43,6 @@ class WorkerContext:
     settings: Settings
     transport: Transport
     writer: ResultWriter
-    semaphore: asyncio.Semaphore
     endpoints: dict[str, Endpoint | SluiceError] = field(default_factory=dict)
     adapters: dict[str, Adapter] = field(default_factory=dict)
     limits: dict[str, Limits] = field(default_factory=dict)
@@ -98,8 +97,7 @@ async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelle
     if cancelled:
         outcome: Result | Handoff = failure(request, ErrorInfo("batch_cancelled", "the batch was cancelled"), 0, 0)
     else:
-        async with ctx.semaphore:
-            outcome = await run_request(request, ctx)
+        outcome = await run_request(request, ctx)
     if isinstance(outcome, Handoff):
         return outcome
     if outcome.error is not None and not cancelled:
@@ -112,7 +110,7 @@ async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelle
 async def run_request(request: Request, ctx: WorkerContext) -> Result | Handoff:
     """One request to its final Result (success or scrubbed failure) or a hand-off; never raises
     for provider errors."""
-    attempt = Attempt(deadline=request.deadline)
+    attempt = Attempt(attempts=request.attempts, deadline=request.deadline)
     if request.deadline is not None and time.time() >= request.deadline:
         return failure(request, ErrorInfo("deadline_exceeded", "the request's deadline passed"), 0, 0)
     try:
@@ -120,7 +118,7 @@ async def run_request(request: Request, ctx: WorkerContext) -> Result | Handoff:
     except DeferRequest as exc:
         if request.fallbacks:
             return next_route(request, f"cooling down {exc.delay:.0f}s")
-        return Handoff(request, exc.delay)
+        return Handoff(msgspec.structs.replace(request, attempts=attempt.attempts), exc.delay)
     except ProviderError as exc:
         if exc.retryable and request.fallbacks:
             return next_route(request, type(exc).__name__)

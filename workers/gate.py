@@ -9,6 +9,7 @@ has stored state for it.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -17,6 +18,12 @@ from shared.limiter import Grant, Limiter, Limits, wait_for_grant
 from shared.ratelimit import RateSignal, parse_signal
 
 Sleep = Callable[[float], Awaitable[None]]
+RECENT_RESPONSES: Final = 200
+"""Responses per scope remembered (in this process) to tell a stray 429 from a rate limit."""
+MIN_RECENT: Final = 20
+STRAY_429_SHARE: Final = 0.05
+"""Below this share of 429s among recent responses, a 429 without an exhausted window is treated
+as a one-off: the request backs off alone, no fleet-wide cooldown and no AIMD decrease."""
 PROBE_INTERVAL: Final = 1.0
 """Seconds between checks for limiter state another worker stored for an unlimited scope."""
 EMPTY: Final = RateSignal()
@@ -57,6 +64,7 @@ class LimitGate:
         self.clock = clock
         self._active: set[str] = set()
         self._probed: dict[str, float] = {}
+        self._recent: dict[str, deque[bool]] = {}
 
     async def limited(self, budget: Budget) -> bool:
         limits = budget.limits
@@ -85,13 +93,33 @@ class LimitGate:
     ) -> RateSignal:
         """Tell the limiter what the provider said, free the slot; returns the parsed signal."""
         signal = EMPTY
+        if reply is not None:
+            self._record(budget.scope, reply[0])
         if reply is not None and (grant is not None or reply[0] >= 300 or has_rate_headers(reply[1])):
             status, headers, content = reply
             signal = parse_signal(status, headers, content, time.time(), provider=budget.provider)
+            if status == 429 and self._stray_429(budget.scope, signal):
+                return await self._release(budget, grant, used_tokens, signal)
             if grant is not None or signal != EMPTY or status == 429:
                 self._active.add(budget.scope)
                 await self.limiter.observe(budget.scope, signal, status)
+        return await self._release(budget, grant, used_tokens, signal)
+
+    async def _release(
+        self, budget: Budget, grant: Grant | None, used_tokens: int | None, signal: RateSignal
+    ) -> RateSignal:
         if grant is not None and grant.ok:
             await self.limiter.release(budget.scope, grant.lease_id, used_tokens=used_tokens,
                                        reserved_tokens=budget.tokens)
         return signal
+
+    def _record(self, scope: str, status: int) -> None:
+        recent = self._recent.setdefault(scope, deque(maxlen=RECENT_RESPONSES))
+        recent.append(status == 429)
+
+    def _stray_429(self, scope: str, signal: RateSignal) -> bool:
+        """A 429 among mostly successes, with no exhausted window: the provider is not pacing us
+        (a random overload), so only this request waits; the fleet does not stop for it."""
+        recent = self._recent.get(scope, ())
+        exhausted = signal.remaining_requests == 0 or signal.remaining_tokens == 0
+        return not exhausted and len(recent) >= MIN_RECENT and sum(recent) / len(recent) < STRAY_429_SHARE

@@ -10,7 +10,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 import redis.asyncio as aredis
@@ -25,6 +25,11 @@ from workers.http import make_sender
 from workers.transport import Transport
 
 T = TypeVar("T")
+
+RETRY_INLINE_WAIT: Final = 0.5
+"""Seconds a request may sleep inline before a retry; a longer backoff or `retry-after` hands it
+back to the queue, so one straggler never holds its whole chunk (and the worker slot) hostage.
+Waits for the rate limiter itself stay inline up to `Settings.max_inline_wait`."""
 
 
 class Runtime:
@@ -50,13 +55,14 @@ class Runtime:
             return bool(await client.exists(limiter_keys(scope).state))
 
         gate = LimitGate(limiter, probe=probe, sleep=asyncio.sleep, max_wait_s=s.max_inline_wait)
-        policy = BackoffPolicy(max_attempts=s.max_attempts, inline_wait_limit=s.max_inline_wait)
+        policy = BackoffPolicy(max_attempts=s.max_attempts,
+                               inline_wait_limit=min(RETRY_INLINE_WAIT, s.max_inline_wait))
         sender = make_sender(max_connections=s.concurrency, transport=self.http_transport)
         return WorkerContext(
             settings=s,
-            transport=Transport(sender, gate=gate, policy=policy, timeout=s.request_timeout),
+            transport=Transport(sender, gate=gate, policy=policy, timeout=s.request_timeout,
+                                concurrency=s.concurrency),
             writer=ResultWriter(client, s.result_ttl),
-            semaphore=asyncio.Semaphore(s.concurrency),
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

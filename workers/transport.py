@@ -63,8 +63,11 @@ class Transport:
         timeout: float = 120.0,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        concurrency: int = 256,
     ) -> None:
         self.client = client
+        self.in_flight = asyncio.Semaphore(concurrency)
+        """Requests on the wire at once; a request sleeping in backoff or for the limiter holds none."""
         self.gate = gate
         self.policy = policy or BackoffPolicy()
         self.timeout = timeout
@@ -127,7 +130,8 @@ class Transport:
         authorize = getattr(adapter, "authorize", None)
         if authorize is not None:
             request = await authorize(endpoint, request)
-        return await self.send(request, endpoint.provider)
+        async with self.in_flight:
+            return await self.send(request, endpoint.provider)
 
     def _error(self, adapter: Adapter, provider: str, reply: Reply) -> ProviderError:
         status, headers, content = reply
