@@ -67,7 +67,8 @@ class Transport:
     ) -> None:
         self.client = client
         self.in_flight = asyncio.Semaphore(concurrency)
-        """Requests on the wire at once; a request sleeping in backoff or for the limiter holds none."""
+        """Attempts under way at once (waiting for the limiter or on the wire); a request sleeping
+        in backoff between attempts holds none."""
         self.gate = gate
         self.policy = policy or BackoffPolicy()
         self.timeout = timeout
@@ -82,7 +83,8 @@ class Transport:
         while True:
             attempt.attempts += 1
             try:
-                return await self._attempt(adapter, endpoint, build, parse, budget)
+                async with self.in_flight:
+                    return await self._attempt(adapter, endpoint, build, parse, budget)
             except ProviderError as exc:
                 attempt.errors.append(exc)
                 if not exc.retryable or self.policy.exhausted(attempt.attempts):
@@ -130,8 +132,7 @@ class Transport:
         authorize = getattr(adapter, "authorize", None)
         if authorize is not None:
             request = await authorize(endpoint, request)
-        async with self.in_flight:
-            return await self.send(request, endpoint.provider)
+        return await self.send(request, endpoint.provider)
 
     def _error(self, adapter: Adapter, provider: str, reply: Reply) -> ProviderError:
         status, headers, content = reply
