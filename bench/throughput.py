@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,59 +20,38 @@ from pathlib import Path
 
 import redis
 
+from bench.common import (
+    BENCHMARKS_MD,
+    ROOT,
+    make_client,
+    sluice_env,
+    start_fake,
+    start_workers,
+    stop_process,
+    stop_workers,
+    wait_workers,
+    write_requests,
+)
 from shared.embedded import EmbeddedRedis
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_fake(tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    port_file = tmp / "fake.port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_provider", "--port", "0", "--port-file", str(port_file), *args],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(400):
-        if port_file.exists() and port_file.read_text().strip():
-            return proc, int(port_file.read_text())
-        time.sleep(0.05)
-    raise RuntimeError("fake provider did not start")
-
-
-def write_requests(path: Path, n: int) -> None:
-    with open(path, "w") as fh:
-        for i in range(n):
-            body = {"model": "vllm/bench", "messages": [{"role": "user", "content": f"question {i}"}],
-                    "max_tokens": 16}
-            fh.write(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                                 "body": body}) + "\n")
-
-
-def sluice_env(redis_url: str, fake_port: int, concurrency: int, chunk: int) -> dict[str, str]:
-    return {**os.environ, "REDIS_URL": redis_url, "VLLM_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
-            "SLUICE_CONCURRENCY": str(concurrency), "SLUICE_CHUNK_SIZE": str(chunk),
-            "SLUICE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+__all__ = ["ROOT", "run_sluice", "sluice_env", "start_fake", "write_requests"]
 
 
 def run_sluice(tmp: Path, env: dict[str, str], processes: int, n: int) -> float:
     """Seconds from submit to the last result, with workers already up and idle."""
-    from producer.client import Client
-
-    workers = subprocess.Popen([sys.executable, "-m", "producer.cli", "worker", "--providers", "vllm",
-                                "--processes", str(processes)], env=env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = start_workers(env, processes)
     try:
-        time.sleep(3)  # let the processes start and block on their queues
-        client = Client(env["REDIS_URL"])
+        wait_workers(env["REDIS_URL"], processes * int(env.get("SLUICE_SLOTS", "4")))
+        client = make_client(env)  # chunk size is applied when submitting: use the same env
         path = tmp / "requests.jsonl"
         started = time.perf_counter()
         batch_id, _ = client.submit_file(path, check_keys="none")
-        state = client.wait(batch_id, poll=0.05)
+        state = client.wait(batch_id, poll=0.05, timeout=600)
         elapsed = time.perf_counter() - started
         assert state.counts.completed == n, state
         return elapsed
     finally:
-        workers.terminate()
-        workers.wait(30)
+        stop_workers(workers, grace=30)
 
 
 def queued_memory(redis_url: str, tmp: Path, n: int) -> float:
@@ -112,8 +89,7 @@ def main() -> None:
             elapsed = run_sluice(tmp, env, args.processes, args.requests)
             per_request = queued_memory(server.url, tmp, args.requests)
         finally:
-            fake.terminate()
-            fake.wait(10)
+            stop_process(fake)
     rate = args.requests / elapsed
     command = " ".join(["python -m bench.throughput", *sys.argv[1:]])
     table = (
@@ -128,7 +104,7 @@ def main() -> None:
     )
     print(table)
     if args.write:
-        with open(ROOT / "docs" / "benchmarks.md", "a", encoding="utf-8") as fh:
+        with open(BENCHMARKS_MD, "a", encoding="utf-8") as fh:
             fh.write(table)
 
 
