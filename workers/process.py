@@ -70,7 +70,7 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
         for i, w in enumerate(workers)
     ]
     stop = _install_stop_signals()
-    scheduler = threading.Thread(target=run_scheduler, args=(providers, connection, stop),
+    scheduler = threading.Thread(target=run_scheduler, args=(providers, connection, stop, settings.log_level),
                                  daemon=True, name="sluice-scheduler")
     scheduler.start()
     for thread in threads:
@@ -90,11 +90,11 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
         log.info("worker_stopped", slots=slots)
 
 
-def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading.Event) -> None:
+def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading.Event, level: str) -> None:
     """RQ's scheduler (moves due `enqueue_in` jobs, i.e. handed-back requests, onto their queues)
     as a thread of this process. RQ would fork it, and a fork outlives a SIGKILLed worker."""
     scheduler = RQScheduler([queue_name(p) for p in providers], connection=connection,
-                            serializer=MsgpackSerializer)
+                            serializer=MsgpackSerializer, logging_level=level.upper())
     scheduler.register_birth()
     try:
         while not stop.wait(scheduler.interval):
