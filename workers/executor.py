@@ -46,14 +46,21 @@ class WorkerContext:
     endpoints: dict[str, Endpoint | SluiceError] = field(default_factory=dict)
     adapters: dict[str, Adapter] = field(default_factory=dict)
     limits: dict[str, Limits] = field(default_factory=dict)
+    scopes: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def budget(self, request: Request, endpoint: Endpoint, body: dict[str, Any]) -> Budget:
-        """The limiter scope (provider x key fingerprint x model), limits and token estimate."""
+        """The limiter scope (provider x key fingerprint x model), limits and token estimate.
+
+        Limits and scopes are computed once per route: the key fingerprint is a SHA-256.
+        """
         if request.provider not in self.limits:
             self.limits[request.provider] = provider_limits(registry.get(request.provider))
-        key_ref = key_fingerprint(endpoint.api_key) if endpoint.api_key else None
+        route = (request.provider, request.model)
+        if route not in self.scopes:
+            key_ref = key_fingerprint(endpoint.api_key) if endpoint.api_key else None
+            self.scopes[route] = limit_scope(request.provider, key_ref, request.model)
         return Budget(
-            scope=limit_scope(request.provider, key_ref, request.model),
+            scope=self.scopes[route],
             limits=self.limits[request.provider],
             tokens=estimate_tokens(request.kind, body),
             provider=request.provider,
