@@ -135,6 +135,8 @@ class BackoffPolicy(msgspec.Struct, frozen=True):
 
     `base`/`cap`: the full-jitter window (0.5 s doubling, at most 60 s).
     `max_attempts`: total attempts including the first (6: one try and five retries).
+    `max_throttled`: 429s on a limiter-paced scope that are not charged to `max_attempts` (the
+      limiter, not the request, answers for them); past this many they count like any error.
     `inline_wait_limit`: a wait longer than this is not slept on inside a worker; the request
     goes back to the queue (a daily quota's hour-long `retry-after`, a long shared cooldown).
     """
@@ -142,6 +144,7 @@ class BackoffPolicy(msgspec.Struct, frozen=True):
     base: float = 0.5
     cap: float = 60.0
     max_attempts: int = 6
+    max_throttled: int = 50
     inline_wait_limit: float = 60.0
 
     def delay(self, attempt: int, hint: float | None, rand: Callable[[], float]) -> Delay:

@@ -12,7 +12,8 @@ Cooldown (every worker on every host waits it out):
 Learning (used only where the caller configured no limit for that dimension):
 - a `limit` header with a window of at most an hour is adopted as a per-minute rate
   (`limit * 60 / window`); the limiter applies a safety margin when it uses it;
-- a 429 that carries no limit header steps AIMD down (the limiter halves its learned rpm);
+- a 429 that carries no limit header steps AIMD down (the limiter cuts its learned rpm to a
+  fraction of the rate the provider still accepted);
   a 2xx steps it up (additive, only once AIMD is active).
 """
 

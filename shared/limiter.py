@@ -110,9 +110,11 @@ class LimiterConfig(msgspec.Struct, frozen=True):
       keep it above the request timeout.
     in_flight_poll_s: how soon to ask again when every in-flight slot is taken.
     header_margin: fraction of a provider-announced limit we use when none is configured.
-    aimd_step: rpm added per successful response once AIMD is active (doubles the rate in about
-      7 minutes of full use); aimd_decrease: factor on a bare 429; aimd_min_rpm: floor;
-      aimd_holdoff_s: at most one decrease per this many seconds (in-flight 429s arrive together).
+    aimd_step: rpm added per successful response once a rate is learned from bare 429s (about
+      +20% a minute at full use); aimd_decrease: on a bare 429, the learned rate becomes this
+      factor times the 2xx rate measured since the last decrease (the rate the provider still
+      accepted while refusing the rest); aimd_min_rpm: floor; aimd_holdoff_s: the shortest span a
+      decrease measures (429s of one burst arrive together; the first bare 429 only opens a span).
     state_ttl_s: an idle scope's state (learned limits) is dropped after this.
     """
 
@@ -120,8 +122,8 @@ class LimiterConfig(msgspec.Struct, frozen=True):
     lease_ttl_s: float = 300.0
     in_flight_poll_s: float = 0.1
     header_margin: float = 0.95
-    aimd_step: float = 0.1
-    aimd_decrease: float = 0.5
+    aimd_step: float = 0.2
+    aimd_decrease: float = 0.9
     aimd_min_rpm: float = 1.0
     aimd_holdoff_s: float = 5.0
     state_ttl_s: int = 86400
@@ -404,23 +406,8 @@ class _Scope:
     hdr_tpm: float | None = None
     aimd_rpm: float | None = None
     aimd_at: float | None = None
-    win_start: float | None = None
-    win_n: int = 0
-    win_prev: int = 0
-    win_has: int = 0
+    ok_n: int = 0
     leases: dict[str, float] = field(default_factory=dict)
-
-    def roll(self, now: float) -> None:
-        if self.win_start is None or now - self.win_start >= 2 * WINDOW:
-            self.win_start, self.win_n, self.win_prev, self.win_has = now, 0, 0, 0
-        elif now - self.win_start >= WINDOW:
-            self.win_start, self.win_prev, self.win_has = self.win_start + WINDOW, self.win_n, 1
-            self.win_n = 0
-
-    def measured_rpm(self, now: float) -> float:
-        start = now if self.win_start is None else self.win_start
-        span = max(1.0, now - start + WINDOW * self.win_has)
-        return (self.win_prev + self.win_n) * WINDOW / span
 
     def learned_rpm(self, margin: float) -> float:
         rpm = self.hdr_rpm * margin if self.hdr_rpm else 0.0
@@ -457,7 +444,7 @@ class MemoryLimiter:
         start, reason = self._slot(st, rpm, tpm, now)
         if start - now > max_wait_s:
             return Grant(False, start - now, "", reason)
-        self._commit(st, rpm, tpm, tokens, start, now)
+        self._commit(st, rpm, tpm, tokens, start)
         lease = new_lease_id()
         st.leases[lease] = start + c.lease_ttl_s
         return Grant(True, start - now, lease, reason)
@@ -477,17 +464,13 @@ class MemoryLimiter:
             start, reason = st.tpm_tat - burst, "tpm"
         return (now, "") if start - now <= EPSILON else (start, reason)
 
-    def _commit(
-        self, st: _Scope, rpm: float, tpm: float, tokens: int, start: float, now: float
-    ) -> None:
+    def _commit(self, st: _Scope, rpm: float, tpm: float, tokens: int, start: float) -> None:
         if rpm > 0:
             st.rpm_tat = max(start if st.rpm_tat is None else st.rpm_tat, start) + WINDOW / rpm
         if tpm > 0:
             st.tok_iv = WINDOW / tpm
             tat = start if st.tpm_tat is None else st.tpm_tat
             st.tpm_tat = max(tat, start) + tokens * st.tok_iv
-        st.roll(now)
-        st.win_n += 1
 
     async def release(
         self, scope: str, lease_id: str, *, used_tokens: int | None, reserved_tokens: int
@@ -510,20 +493,29 @@ class MemoryLimiter:
             st.cooldown = max(st.cooldown, now + lesson.cooldown_s)
         st.hdr_rpm = lesson.rpm if lesson.rpm is not None else st.hdr_rpm
         st.hdr_tpm = lesson.tpm if lesson.tpm is not None else st.hdr_tpm
-        if lesson.aimd == "up" and st.aimd_rpm is not None:
-            st.aimd_rpm += self.config.aimd_step
+        if lesson.aimd == "up":
+            self._aimd_up(st)
         elif lesson.aimd == "down":
             self._aimd_down(st, now)
 
+    def _aimd_up(self, st: _Scope) -> None:
+        if st.aimd_at is not None:
+            st.ok_n += 1
+        if st.aimd_rpm is not None:
+            st.aimd_rpm += self.config.aimd_step
+
     def _aimd_down(self, st: _Scope, now: float) -> None:
         c = self.config
-        if st.aimd_at is not None and now - st.aimd_at < c.aimd_holdoff_s:
+        if st.aimd_at is None:
+            st.aimd_at, st.ok_n = now, 0  # the first bare 429 opens a span: only the cooldown
             return
-        st.roll(now)
-        base, used = st.aimd_rpm, st.measured_rpm(now)
-        if used > 0 and (base is None or used < base):
-            base = used
-        st.aimd_at = now
-        if base is None:
-            return  # nothing measured yet (the scope was unlimited): only the cooldown applies
-        st.aimd_rpm = max(c.aimd_min_rpm, base * c.aimd_decrease)
+        elapsed = now - st.aimd_at
+        if elapsed < c.aimd_holdoff_s:
+            return
+        base = st.aimd_rpm
+        if st.ok_n > 0:
+            accepted = st.ok_n * WINDOW / elapsed
+            base = accepted if base is None else min(base, accepted)
+        if base is not None:
+            st.aimd_rpm = max(c.aimd_min_rpm, base * c.aimd_decrease)
+        st.aimd_at, st.ok_n = now, 0

@@ -44,6 +44,8 @@ class Request(msgspec.Struct, frozen=True, omit_defaults=True):
     """Unix time after which the request is not tried again (fails with `deadline_exceeded`)."""
     attempts: int = 0
     """Attempts already made before it was handed back to the queue."""
+    throttled: int = 0
+    """Of those, 429s not charged to the attempt limit (see `workers.transport.Attempt`)."""
 
 
 class Chunk(msgspec.Struct, frozen=True, omit_defaults=True):

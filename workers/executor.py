@@ -117,7 +117,9 @@ async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelle
 async def run_request(request: Request, ctx: WorkerContext) -> Result | Handoff:
     """One request to its final Result (success or scrubbed failure) or a hand-off; never raises
     for provider errors."""
-    attempt = Attempt(attempts=request.attempts, deadline=request.deadline)
+    allowance = 0 if request.fallbacks else ctx.transport.policy.max_throttled
+    attempt = Attempt(attempts=request.attempts, throttled=request.throttled,
+                      throttle_allowance=allowance, deadline=request.deadline)
     if request.deadline is not None and time.time() >= request.deadline:
         return failure(request, ErrorInfo("deadline_exceeded", "the request's deadline passed"), 0, 0)
     try:
@@ -125,7 +127,9 @@ async def run_request(request: Request, ctx: WorkerContext) -> Result | Handoff:
     except DeferRequest as exc:
         if request.fallbacks:
             return next_route(request, f"cooling down {exc.delay:.0f}s")
-        return Handoff(msgspec.structs.replace(request, attempts=attempt.attempts), exc.delay)
+        handed = msgspec.structs.replace(request, attempts=attempt.attempts,
+                                         throttled=attempt.throttled)
+        return Handoff(handed, exc.delay)
     except ProviderError as exc:
         if exc.retryable and request.fallbacks:
             return next_route(request, type(exc).__name__)

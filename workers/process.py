@@ -8,6 +8,7 @@ is retried by whichever worker finds it abandoned; finished requests are skipped
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -33,6 +34,12 @@ log = structlog.get_logger("sluice.worker")
 
 STOP_GRACE = 60.0
 """Seconds a warm shutdown waits for running chunks before exiting anyway."""
+SCHEDULER_TICK = 0.25
+"""Seconds between moves of due hand-backs onto their queues (RQ's own loop waits 1 s; a request
+handed back for a 1 s `retry-after` should not wait most of another second)."""
+TICKS_PER_HEARTBEAT = 4
+"""The scheduler's heartbeat and lock renewal stay at RQ's 1 s interval (its lock TTLs are whole
+seconds)."""
 
 
 def worker_name(slot: int) -> str:
@@ -91,17 +98,19 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
 
 
 def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading.Event, level: str) -> None:
-    """RQ's scheduler (moves due `enqueue_in` jobs, i.e. handed-back requests, onto their queues)
+    """RQ's scheduler (moves due `enqueue_at` jobs, i.e. handed-back requests, onto their queues)
     as a thread of this process. RQ would fork it, and a fork outlives a SIGKILLed worker."""
     scheduler = RQScheduler([queue_name(p) for p in providers], connection=connection,
                             serializer=MsgpackSerializer, logging_level=level.upper())
     scheduler.register_birth()
+    beats = itertools.count()
     try:
-        while not stop.wait(scheduler.interval):
+        while not stop.wait(SCHEDULER_TICK):
             try:
-                if scheduler.should_reacquire_locks:
-                    scheduler.acquire_locks()  # type: ignore[no-untyped-call]
-                scheduler.heartbeat()  # type: ignore[no-untyped-call]
+                if next(beats) % TICKS_PER_HEARTBEAT == 0:
+                    if scheduler.should_reacquire_locks:
+                        scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+                    scheduler.heartbeat()  # type: ignore[no-untyped-call]
                 scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
             except redis.RedisError as exc:
                 log.warning("scheduler_redis_error", error=type(exc).__name__)

@@ -3,9 +3,11 @@ long wait given back to RQ's scheduler), and `sluice retry` of a batch's failed 
 
 from __future__ import annotations
 
+import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -36,6 +38,12 @@ def job_data(chunk: Chunk) -> Any:
     )
 
 
+def due_time(delay: float) -> datetime:
+    """When a hand-back may run again: RQ's scheduler keeps whole seconds (and truncates), so the
+    time is rounded up, never down: a provider's `retry-after` is a floor."""
+    return datetime.fromtimestamp(math.ceil(time.time() + delay), tz=UTC)
+
+
 def group_by_provider(requests: Iterable[Request], size: int) -> dict[str, list[list[Request]]]:
     groups: dict[str, list[list[Request]]] = defaultdict(list)
     for request in requests:
@@ -57,7 +65,7 @@ def enqueue_requests(
         for i, block in enumerate(blocks):
             chunk = Chunk(batch_id, f"{id_prefix}-{provider}-{i}", provider, tuple(block))
             if delay > 0:
-                queue.enqueue_in(timedelta(seconds=delay), TASK, _encoder.encode(chunk),
+                queue.enqueue_at(due_time(delay), TASK, _encoder.encode(chunk),
                                  job_id=chunk.chunk_id, job_timeout=JOB_TIMEOUT,
                                  result_ttl=JOB_RESULT_TTL, failure_ttl=JOB_FAILURE_TTL,
                                  description=f"sluice deferred chunk {chunk.chunk_id}",

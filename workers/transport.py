@@ -42,6 +42,10 @@ class Attempt:
     """What one call cost: attempts made and the errors met on the way."""
 
     attempts: int = 0
+    throttled: int = 0
+    """429s met while the limiter paced the scope that were not charged to `max_attempts`."""
+    throttle_allowance: int = 0
+    """How many 429s may go uncharged (0 for a request with fallbacks: it fails over instead)."""
     errors: list[ProviderError] = field(default_factory=list)
     deadline: float | None = None
     """Unix time after which no further attempt starts."""
@@ -87,14 +91,23 @@ class Transport:
                     return await self._attempt(adapter, endpoint, build, parse, budget)
             except ProviderError as exc:
                 attempt.errors.append(exc)
-                if not exc.retryable or self.policy.exhausted(attempt.attempts):
+                if self._uncharged(exc, attempt, budget):
+                    attempt.throttled += 1
+                charged = attempt.attempts - attempt.throttled
+                if not exc.retryable or self.policy.exhausted(charged):
                     raise
-                delay = self.policy.delay(attempt.attempts, exc.retry_after, self.rand)
+                delay = self.policy.delay(max(charged, 1), exc.retry_after, self.rand)
                 if attempt.deadline is not None and time.time() + delay.seconds >= attempt.deadline:
                     raise
                 if delay.requeue:
                     raise DeferRequest(delay.seconds, type(exc).__name__) from None
                 await self.sleep(delay.seconds)
+
+    def _uncharged(self, exc: ProviderError, attempt: Attempt, budget: Budget | None) -> bool:
+        """A 429 on a scope the limiter paces is push-back, not a fault of the request: the
+        limiter slows every worker down, and the request keeps its attempts for real errors."""
+        paced = budget is not None and self.gate is not None
+        return paced and exc.status == 429 and attempt.throttled < attempt.throttle_allowance
 
     async def _attempt(
         self, adapter: Adapter, endpoint: Endpoint, build: Build, parse: Parse, budget: Budget | None

@@ -43,20 +43,6 @@ local function save(s, names)
   redis.call('EXPIRE', state, math.ceil(ttl))
 end
 
--- Grants counted in two 60 s windows, so a bare 429 can start AIMD from the rate actually used.
-local function roll(s)
-  if not s.win_start or now - s.win_start >= 2 * WINDOW then
-    s.win_start, s.win_n, s.win_prev, s.win_has = now, 0, 0, 0
-  elseif now - s.win_start >= WINDOW then
-    s.win_start, s.win_prev, s.win_has, s.win_n = s.win_start + WINDOW, s.win_n, 1, 0
-  end
-end
-
-local function measured_rpm(s)
-  local span = math.max(1, now - s.win_start + WINDOW * s.win_has)
-  return (s.win_prev + s.win_n) * WINDOW / span
-end
-
 local function learned_rpm(s, margin)
   local rpm = 0
   if s.hdr_rpm then rpm = s.hdr_rpm * margin end
@@ -73,8 +59,7 @@ end
 --   [9] max wait to reserve  [10] burst seconds  [11] lease ttl  [12] in-flight poll
 --   [13] margin on provider limits
 -- Returns {granted 1|0, wait seconds, reason, lease id}.
-local ACQ = {'rpm_tat', 'tpm_tat', 'cooldown', 'hdr_rpm', 'hdr_tpm', 'aimd_rpm',
-  'win_start', 'win_n', 'win_prev', 'win_has', 'tok_iv'}
+local ACQ = {'rpm_tat', 'tpm_tat', 'cooldown', 'hdr_rpm', 'hdr_tpm', 'aimd_rpm', 'tok_iv'}
 
 local function in_flight_wait(cap, poll)
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', now + EPSILON)
@@ -101,8 +86,6 @@ local function commit(s, rpm, tpm, tokens, start)
     s.tok_iv = WINDOW / tpm
     s.tpm_tat = math.max(s.tpm_tat or start, start) + tokens * s.tok_iv
   end
-  roll(s)
-  s.win_n = s.win_n + 1
   save(s, ACQ)
 end
 
@@ -152,28 +135,43 @@ local function cooldown()
   return fmt(s.cooldown - now)
 end
 
-local function aimd_down(s, decrease, floor, holdoff)
-  if s.aimd_at and now - s.aimd_at < holdoff then return end
-  roll(s)
-  local base, used = s.aimd_rpm, measured_rpm(s)
-  if used > 0 and (not base or used < base) then base = used end
-  s.aimd_at = now
-  -- nothing measured yet (the scope was unlimited until now): only the cooldown applies
+-- AIMD from bare 429s. aimd_at opens a measuring span (the first bare 429, then each decrease);
+-- ok_n counts the 2xx since. A decrease waits until the span is `span` seconds long, then sets
+-- the rate to `decrease` x the 2xx rate over the span (never above the current learned rate):
+-- while a provider refuses, the rate it still accepts is what it allows. No 2xx at all: the
+-- learned rate (if any) shrinks by `decrease`. A 2xx adds `step` once a rate is learned.
+local function aimd_up(s, step)
+  if s.aimd_at then s.ok_n = (s.ok_n or 0) + 1 end
+  if s.aimd_rpm then s.aimd_rpm = s.aimd_rpm + step end
+end
+
+local function aimd_down(s, decrease, floor, span)
+  if not s.aimd_at then
+    s.aimd_at, s.ok_n = now, 0
+    return
+  end
+  local elapsed = now - s.aimd_at
+  if elapsed < span then return end
+  local base = s.aimd_rpm
+  if (s.ok_n or 0) > 0 then
+    local accepted = s.ok_n * WINDOW / elapsed
+    if not base or accepted < base then base = accepted end
+  end
   if base then s.aimd_rpm = math.max(floor, base * decrease) end
+  s.aimd_at, s.ok_n = now, 0
 end
 
 -- observe: ARGV[4] cooldown seconds or ''  [5] provider rpm or ''  [6] provider tpm or ''
 --   [7] aimd step '' | up | down  [8] additive step  [9] decrease factor  [10] minimum rpm
---   [11] holdoff seconds between two decreases
-local OBS = {'cooldown', 'hdr_rpm', 'hdr_tpm', 'aimd_rpm', 'aimd_at',
-  'win_start', 'win_n', 'win_prev', 'win_has'}
+--   [11] shortest span measured for a decrease, in seconds
+local OBS = {'cooldown', 'hdr_rpm', 'hdr_tpm', 'aimd_rpm', 'aimd_at', 'ok_n'}
 
 local function observe()
   local s = load(OBS)
   if ARGV[4] ~= '' then push_cooldown(s, tonumber(ARGV[4])) end
   if ARGV[5] ~= '' then s.hdr_rpm = tonumber(ARGV[5]) end
   if ARGV[6] ~= '' then s.hdr_tpm = tonumber(ARGV[6]) end
-  if ARGV[7] == 'up' and s.aimd_rpm then s.aimd_rpm = s.aimd_rpm + tonumber(ARGV[8]) end
+  if ARGV[7] == 'up' then aimd_up(s, tonumber(ARGV[8])) end
   if ARGV[7] == 'down' then
     aimd_down(s, tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]))
   end

@@ -287,32 +287,60 @@ async def test_daily_quota_is_not_adopted_as_a_pacing_rate(rig: Rig) -> None:
     assert all(g.ok for g in await grants(rig.limiter, Limits(), 50))
 
 
-async def test_aimd_halves_the_used_rate_on_bare_429s_and_adds_on_success(rig: Rig) -> None:
-    for _ in range(30):  # 30 requests in 10 s: 180 rpm used, nothing configured or announced
-        assert (await rig.limiter.acquire(SCOPE, Limits(), 1)).ok
-        rig.clock.advance(1 / 3)
-    await rig.limiter.observe(SCOPE, RateSignal(), 429)
+async def observe_many(limiter: Limiter, status: int, n: int, clock: FakeClock, step: float) -> None:
+    for _ in range(n):
+        await limiter.observe(SCOPE, RateSignal(), status)
+        clock.advance(step)
+
+
+async def test_aimd_learns_the_rate_the_provider_accepts_from_bare_429s(rig: Rig) -> None:
+    opened = rig.clock()
+    await rig.limiter.observe(SCOPE, RateSignal(), 429)  # opens a span: a cooldown, no rate yet
     assert summary(await rig.limiter.acquire(SCOPE, Limits(), 1)) == (False, 1.0, "cooldown")
     rig.clock.advance(1.0)
-    assert await spacing(rig.limiter) == pytest.approx(60 / 90, abs=1e-5)
-    await rig.limiter.observe(SCOPE, RateSignal(), 429)  # within the holdoff: no second halving
-    rig.clock.advance(1.0)
-    assert await spacing(rig.limiter) == pytest.approx(60 / 90, abs=1e-5)
-    for _ in range(10):
-        await rig.limiter.observe(SCOPE, RateSignal(), 200)
-    assert await spacing(rig.limiter) == pytest.approx(60 / (90 + 10 * CONFIG.aimd_step), abs=1e-5)
-    rig.clock.advance(CONFIG.aimd_holdoff_s)
+    assert all(g.ok for g in await grants(rig.limiter, Limits(), 40))
+    await observe_many(rig.limiter, 200, 70, rig.clock, 0.1)  # 70 accepted in the next 7 s
     await rig.limiter.observe(SCOPE, RateSignal(), 429)
+    learned = CONFIG.aimd_decrease * 70 * 60 / (rig.clock() - opened)
     rig.clock.advance(1.0)
-    assert await spacing(rig.limiter) >= 60 / (91 * CONFIG.aimd_decrease) - 1e-5
+    assert await spacing(rig.limiter) == pytest.approx(60 / learned, abs=1e-5)
+
+    decreased = rig.clock() - 1.0
+    await rig.limiter.observe(SCOPE, RateSignal(), 429)  # within the holdoff: no second decrease
+    rig.clock.advance(1.0)
+    assert await spacing(rig.limiter) == pytest.approx(60 / learned, abs=1e-5)
+    await observe_many(rig.limiter, 200, 10, rig.clock, 0.0)
+    learned += 10 * CONFIG.aimd_step
+    assert await spacing(rig.limiter) == pytest.approx(60 / learned, abs=1e-5)
+
+    rig.clock.advance(CONFIG.aimd_holdoff_s)
+    await rig.limiter.observe(SCOPE, RateSignal(), 429)  # 10 accepted since the last decrease
+    accepted = 10 * 60 / (rig.clock() - decreased)
+    assert accepted < learned
+    rig.clock.advance(1.0)
+    expected = CONFIG.aimd_decrease * accepted
+    assert await spacing(rig.limiter) == pytest.approx(60 / expected, abs=1e-5)
     assert await spacing(rig.limiter, Limits(rpm=600)) == pytest.approx(0.1, abs=1e-5)
 
 
-async def test_aimd_never_goes_below_its_floor(rig: Rig) -> None:
-    await rig.limiter.acquire(SCOPE, Limits(), 1)
-    for _ in range(12):
+async def test_aimd_without_any_2xx_leaves_only_the_cooldown(rig: Rig) -> None:
+    for _ in range(3):
         await rig.limiter.observe(SCOPE, RateSignal(), 429)
         rig.clock.advance(CONFIG.aimd_holdoff_s)
+    assert all(g.ok for g in await grants(rig.limiter, Limits(), 40))
+
+
+async def test_aimd_shrinks_a_learned_rate_to_its_floor_when_nothing_is_accepted(rig: Rig) -> None:
+    await rig.limiter.observe(SCOPE, RateSignal(), 429)
+    await observe_many(rig.limiter, 200, 1, rig.clock, CONFIG.aimd_holdoff_s)
+    await rig.limiter.observe(SCOPE, RateSignal(), 429)
+    rig.clock.advance(1.0)
+    first = CONFIG.aimd_decrease * 60 / CONFIG.aimd_holdoff_s
+    assert await spacing(rig.limiter) == pytest.approx(60 / first, abs=1e-5)
+    for _ in range(40):
+        rig.clock.advance(CONFIG.aimd_holdoff_s)
+        await rig.limiter.observe(SCOPE, RateSignal(), 429)
+    rig.clock.advance(1.0)
     assert await spacing(rig.limiter) == pytest.approx(60 / CONFIG.aimd_min_rpm, abs=1e-5)
 
 

@@ -12,7 +12,13 @@ import pytest
 from shared.adapters.base import Endpoint, HttpRequest
 from shared.adapters.openai import OpenAIAdapter
 from shared.backoff import BackoffPolicy
-from shared.errors import AuthenticationError, ProviderConnectionError, QuotaExceededError, ServerError
+from shared.errors import (
+    AuthenticationError,
+    ProviderConnectionError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+)
 from shared.limiter import Limits, MemoryLimiter
 from tests.conftest import load_sample
 from workers.gate import Budget, LimitGate
@@ -165,3 +171,27 @@ def test_unlimited_scope_skips_the_limiter() -> None:
     call(transport, budget)
     assert len(sender.sent) == 1
     assert limiter._scopes == {}
+
+
+def test_429s_on_a_paced_scope_do_not_spend_the_attempts() -> None:
+    transport, sender, _, _ = make([error(429)] * 5 + [ok()], gate=True, attempts=2)
+    budget = Budget("openai:k:gpt", Limits(), tokens=10, provider="openai")
+    attempt = Attempt(throttle_allowance=5)
+    assert call(transport, budget, attempt).request_id == "req_1"
+    assert (attempt.attempts, attempt.throttled, len(sender.sent)) == (6, 5, 6)
+
+
+def test_429s_past_the_allowance_count_like_any_error() -> None:
+    transport, sender, _, _ = make([error(429)] * 6, gate=True, attempts=2)
+    budget = Budget("openai:k:gpt", Limits(), tokens=10, provider="openai")
+    attempt = Attempt(throttle_allowance=3)
+    with pytest.raises(RateLimitError):
+        call(transport, budget, attempt)
+    assert (attempt.throttled, len(sender.sent)) == (3, 5)  # 3 free, then 2 charged
+
+
+def test_429s_without_a_limiter_are_charged() -> None:
+    transport, sender, _, _ = make([error(429)] * 3, attempts=2)
+    with pytest.raises(RateLimitError):
+        call(transport, None, Attempt(throttle_allowance=10))
+    assert len(sender.sent) == 2
