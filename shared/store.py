@@ -41,44 +41,40 @@ def decode_result(data: bytes) -> Result:
     return _result_decoder.decode(data)
 
 
-def _record_args(batch_id: str, result: Result, ttl: int) -> tuple[list[str], list[Any]]:
+def _batch_keys(batch_id: str) -> list[str]:
     keys_ = [keys.batch_key(batch_id, p) for p in ("results", "state", "events", "usage")]
     keys_.append(keys.usage_totals())
-    route = f"{result.provider}/{result.model}"
-    args = [
-        result.custom_id,
-        encode_result(result),
-        "1" if result.ok else "0",
-        result.usage.prompt_tokens,
-        result.usage.completion_tokens,
-        route,
-        result.status_code,
-        ttl,
-        repr(result.finished_at or time.time()),
-        EVENTS_MAXLEN,
-    ]
-    return keys_, args
+    return keys_
+
+
+def _result_args(result: Result) -> tuple[Any, ...]:
+    """The seven values `record.lua` takes per result."""
+    usage = result.usage
+    return (result.custom_id, encode_result(result), "1" if result.ok else "0", usage.prompt_tokens,
+            usage.completion_tokens, f"{result.provider}/{result.model}", result.status_code)
+
+
+Pending = tuple[str, Result, "asyncio.Future[bool]"]
 
 
 class ResultWriter:
     """The worker side: record results, find what a re-run chunk can skip, see cancellation.
 
     Writes are group-committed: results that finish while a write is in flight go to Redis
-    together in one pipeline (one round trip), each still its own atomic script call.
+    together, one atomic script call per batch (first write wins for each result).
     """
 
     def __init__(self, client: aredis.Redis, ttl: int) -> None:
         self.client = client
         self.ttl = ttl
         self._record = client.register_script(load_script("record.lua"))
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
+        self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def record(self, batch_id: str, result: Result) -> bool:
         """Write a result unless one exists; True when this call wrote it."""
-        keys_, args = _record_args(batch_id, result, self.ttl)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys_, args, future))
+        self._pending.append((batch_id, result, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -86,25 +82,25 @@ class ResultWriter:
     async def _flush(self) -> None:
         while self._pending:
             items, self._pending = self._pending, []
-            try:
-                replies = await self._write(items)
-            except Exception as exc:
-                for _, _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), reply in zip(items, replies, strict=True):
-                if not future.done():
-                    future.set_result(bool(reply))
+            by_batch: dict[str, list[Pending]] = {}
+            for item in items:
+                by_batch.setdefault(item[0], []).append(item)
+            await asyncio.gather(*(self._commit(batch_id, group) for batch_id, group in by_batch.items()))
 
-    async def _write(self, items: list[tuple[list[str], list[Any], asyncio.Future[bool]]]) -> list[Any]:
-        if len(items) == 1:
-            keys_, args, _ = items[0]
-            return [await self._record(keys=keys_, args=args)]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys_, args, _ in items:
-                await self._record(keys=keys_, args=args, client=pipe)
-            return list(await pipe.execute())
+    async def _commit(self, batch_id: str, group: list[Pending]) -> None:
+        args: list[Any] = [self.ttl, repr(time.time()), EVENTS_MAXLEN]
+        for _, result, _ in group:
+            args.extend(_result_args(result))
+        try:
+            replies = await self._record(keys=_batch_keys(batch_id), args=args)
+        except Exception as exc:
+            for _, _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), reply in zip(group, replies, strict=True):
+            if not future.done():
+                future.set_result(bool(reply))
 
     async def keep_failed(self, batch_id: str, request: Request) -> None:
         """Keep a finally-failed request (no secret in it) so `sluice retry` can run it again."""

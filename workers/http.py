@@ -47,6 +47,7 @@ class AiohttpSender:
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
         self.session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _session(self) -> aiohttp.ClientSession:
         if self.session is None:
@@ -54,12 +55,18 @@ class AiohttpSender:
             self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self.session
 
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(seconds)
+        if found is None:
+            found = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return found
+
     async def send(self, request: HttpRequest, timeout: float) -> Reply:
         session = self._session()
         try:
             async with session.request(
                 request.method, request.url, data=request.body or None, headers=request.headers,
-                timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+                timeout=self._timeout(timeout), allow_redirects=False,
             ) as response:
                 body = await response.read()
                 headers = {k.lower(): v for k, v in response.headers.items()}
