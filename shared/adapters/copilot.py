@@ -18,7 +18,6 @@ drops the cached key; the call is retried once with a fresh one if the old key w
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from typing import Any, Final
 import httpx
 import msgspec
 
+from shared.adapters._token import CachedToken
 from shared.adapters._wire import load_json
 from shared.adapters.base import Endpoint, HttpRequest
 from shared.adapters.openai import OpenAIAdapter
@@ -50,8 +50,6 @@ REFRESH_MARGIN: Final = 60.0
 """Seconds before `expires_at` at which a cached Copilot key is replaced."""
 DEFAULT_LIFETIME: Final = 25 * 60.0
 """Assumed lifetime when the exchange gives neither `expires_at` nor `refresh_in`."""
-STALE_AFTER_401: Final = 60.0
-"""A key at least this old that gets a 401 is refreshed and the call retried (once)."""
 TOKEN_KEYS: Final = ("github_token", "oauth_token", "access_token", "token")
 LOGIN_HINT: Final = (
     "log in to GitHub Copilot again with the device flow (a GitHub Copilot subscription is "
@@ -196,7 +194,7 @@ def _detail(content: bytes) -> str:
     return str(text or data.get("message") or "")[:200]
 
 
-class CopilotTokenSource:
+class CopilotTokenSource(CachedToken[CopilotToken]):
     """Copilot API keys for one GitHub token: exchanged on demand, cached, refreshed near expiry.
 
     `github_token` is called at each exchange, so a token file rewritten by a new login is seen.
@@ -210,52 +208,29 @@ class CopilotTokenSource:
         clock: Callable[[], float] = time.time,
         url: str = TOKEN_URL,
     ) -> None:
+        super().__init__(clock)
         self._github_token = github_token
         self._get = get
-        self._clock = clock
         self._url = url
-        self._token: CopilotToken | None = None
-        self._minted_at = 0.0
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"CopilotTokenSource(url={self._url!r}, cached={self._token is not None})"
+        return f"CopilotTokenSource(url={self._url!r}, cached={self._value is not None})"
 
     async def token(self) -> CopilotToken:
-        """A valid Copilot key; one exchange at a time however many callers wait."""
-        if (token := self._fresh()) is not None:
-            return token
-        async with self._loop_lock():
-            if (token := self._fresh()) is None:
-                token = await self._exchange()
-        return token
+        """A valid Copilot key."""
+        return await self.value()
 
-    def invalidate(self) -> bool:
-        """Drop the cached key after a 401; True if it was old enough that a new one may help."""
-        stale = self._token is not None and self._clock() - self._minted_at >= STALE_AFTER_401
-        self._token = None
-        return stale
+    def _usable(self, value: CopilotToken) -> bool:
+        return self._clock() < value.refresh_at
 
-    def _fresh(self) -> CopilotToken | None:
-        token = self._token
-        return token if token is not None and self._clock() < token.refresh_at else None
-
-    def _loop_lock(self) -> asyncio.Lock:
-        """A lock for the running loop (RQ runs each async job under a fresh `asyncio.run`)."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
-
-    async def _exchange(self) -> CopilotToken:
+    async def _fetch(self) -> CopilotToken:
         github_token = self._github_token()
         now = self._clock()
         status, content = await self._get(self._url, exchange_headers(github_token))
         if status != 200:
             raise exchange_error(status, content, github_token)
-        self._token, self._minted_at = parse_token_response(content, now), now
-        return self._token
+        self._minted(now)
+        return parse_token_response(content, now)
 
 
 class CopilotAdapter(OpenAIAdapter):

@@ -20,7 +20,6 @@ the cached token; the call is retried once, after a refresh, unless the token wa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import os
@@ -34,6 +33,7 @@ from urllib.parse import urlencode
 import msgspec
 import structlog
 
+from shared.adapters._token import CachedToken
 from shared.adapters._wire import dump_json, load_json
 from shared.adapters.base import Endpoint, HttpRequest
 from shared.adapters.openai import OpenAIAdapter
@@ -59,7 +59,6 @@ REFRESH_MARGIN: Final = 60.0
 MS_THRESHOLD: Final = 1e11
 """Expiry values above this are milliseconds (1e11 seconds is the year 5138)."""
 DEFAULT_LIFETIME: Final = 3600.0
-STALE_AFTER_401: Final = 60.0
 EXPIRY_KEYS: Final = ("expires_at", "expiry_date")
 _REFUSED: Final = frozenset({"invalid_grant", "invalid_client", "unauthorized_client",
                              "invalid_request"})
@@ -228,7 +227,7 @@ def api_base(resource_url: str) -> str:
     return base if base.endswith("/v1") else f"{base}/v1"
 
 
-class QwenTokenSource:
+class QwenTokenSource(CachedToken[QwenCredentials]):
     """Access tokens from one credentials file, refreshed (and written back) near expiry."""
 
     def __init__(
@@ -241,59 +240,37 @@ class QwenTokenSource:
         token_url: str = TOKEN_URL,
         user_agent: str = USER_AGENT,
     ) -> None:
+        super().__init__(clock)
         self.path = path
         self._post = post
-        self._clock = clock
         self._client_id = client_id
         self._token_url = token_url
         self._user_agent = user_agent
-        self._creds: QwenCredentials | None = None
         self._rejected = ""
-        self._refreshed_at = -math.inf
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"QwenTokenSource(path={str(self.path)!r}, cached={self._creds is not None})"
+        return f"QwenTokenSource(path={str(self.path)!r}, cached={self._value is not None})"
 
     async def credentials(self) -> QwenCredentials:
-        """Usable credentials; one file read or refresh at a time however many callers wait."""
-        if (creds := self._cached()) is not None:
-            return creds
-        async with self._loop_lock():
-            if (creds := self._cached()) is None:
-                creds = await self._load_or_refresh()
-        return creds
+        """Usable credentials (read from the file, refreshed when they are near expiry)."""
+        return await self.value()
 
     def invalidate(self) -> bool:
-        """Forget the token after a 401; True unless it was refreshed a moment ago."""
-        if self._creds is None:
-            return False
-        self._rejected = self._creds.access_token
-        self._creds = None
-        return self._clock() - self._refreshed_at >= STALE_AFTER_401
+        """Forget the token after a 401 (and do not take it from the file again); True unless
+        it was refreshed here a moment ago."""
+        if self._value is not None:
+            self._rejected = self._value.access_token
+        return super().invalidate()
 
-    def _cached(self) -> QwenCredentials | None:
-        creds = self._creds
-        return creds if creds is not None and self._usable(creds) else None
+    def _usable(self, value: QwenCredentials) -> bool:
+        fresh = self._clock() < value.expires_at - REFRESH_MARGIN
+        return fresh and value.access_token != self._rejected
 
-    def _usable(self, creds: QwenCredentials) -> bool:
-        fresh = self._clock() < creds.expires_at - REFRESH_MARGIN
-        return fresh and creds.access_token != self._rejected
-
-    def _loop_lock(self) -> asyncio.Lock:
-        """A lock for the running loop (RQ runs each async job under a fresh `asyncio.run`)."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
-
-    async def _load_or_refresh(self) -> QwenCredentials:
+    async def _fetch(self) -> QwenCredentials:
         raw = read_credentials(self.path)
         creds = credentials_from(raw, self.path)
         if not self._usable(creds):
             creds = await self._refresh(raw, creds)
-        self._creds = creds
         return creds
 
     async def _refresh(self, raw: dict[str, Any], creds: QwenCredentials) -> QwenCredentials:
@@ -309,7 +286,7 @@ class QwenTokenSource:
             return self._refreshed_elsewhere(creds, error)
         new = parse_refresh_response(content, creds, now)
         self._save(updated_file(raw, new))
-        self._refreshed_at = now
+        self._minted(now)
         return new
 
     def _headers(self) -> dict[str, str]:

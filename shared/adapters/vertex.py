@@ -14,7 +14,6 @@ endpoint's `api_key` is taken as a ready access token.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ import httpx
 import jwt
 import msgspec
 
+from shared.adapters._token import CachedToken
 from shared.adapters._wire import dump_json, header, load_json
 from shared.adapters.base import Endpoint, HttpRequest, Parsed
 from shared.adapters.gemini import generate_content_payload, google_error, parse_generate_content
@@ -45,8 +45,6 @@ JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_LOCATION: Final = "us-central1"
 REFRESH_MARGIN: Final = 300.0
 """Seconds before expiry at which a cached access token is replaced."""
-STALE_AFTER_401: Final = 60.0
-"""A token at least this old that gets a 401 is refreshed and the call retried (once)."""
 MAX_PREDICT_INSTANCES: Final = 250
 _RETRYABLE_OAUTH: Final = frozenset({"internal_failure", "server_error", "temporarily_unavailable"})
 _REGIONAL_HOST: Final = re.compile(r"^https://(?:[a-z0-9-]+-)?aiplatform\.googleapis\.com")
@@ -103,8 +101,9 @@ def load_service_account(path: str) -> ServiceAccount:
     raise ConfigError(f"cannot use the Vertex key file {path!r}: {problem}")
 
 
-class VertexTokenSource:
-    """Access tokens for one service account: minted on demand, cached, refreshed near expiry."""
+class VertexTokenSource(CachedToken[tuple[str, float]]):
+    """Access tokens for one service account: minted on demand, cached, refreshed near expiry.
+    The cached value is (access token, expiry in unix seconds)."""
 
     def __init__(
         self,
@@ -114,30 +113,14 @@ class VertexTokenSource:
         clock: Callable[[], float] = time.time,
         scope: str = SCOPE,
     ) -> None:
+        super().__init__(clock)
         self.account = account
         self._post = post
-        self._clock = clock
         self._scope = scope
-        self._token = ""
-        self._expires_at = 0.0
-        self._minted_at = 0.0
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     async def token(self) -> str:
-        """A valid access token; one exchange at a time however many callers wait."""
-        if self._fresh():
-            return self._token
-        async with self._loop_lock():
-            if not self._fresh():
-                await self._refresh()
-        return self._token
-
-    def invalidate(self) -> bool:
-        """Drop the cached token after a 401; True if it was old enough that a new one may help."""
-        stale = bool(self._token) and self._clock() - self._minted_at >= STALE_AFTER_401
-        self._token, self._expires_at = "", 0.0
-        return stale
+        """A valid access token."""
+        return (await self.value())[0]
 
     def assertion(self, now: float) -> str:
         """The RS256-signed JWT grant (google-auth's `_make_authorization_grant_assertion`)."""
@@ -151,17 +134,10 @@ class VertexTokenSource:
         kid = {"kid": self.account.private_key_id} if self.account.private_key_id else None
         return jwt.encode(claims, self.account.private_key, algorithm="RS256", headers=kid)
 
-    def _fresh(self) -> bool:
-        return bool(self._token) and self._clock() < self._expires_at - REFRESH_MARGIN
+    def _usable(self, value: tuple[str, float]) -> bool:
+        return self._clock() < value[1] - REFRESH_MARGIN
 
-    def _loop_lock(self) -> asyncio.Lock:
-        """A lock for the running loop (RQ runs each async job under a fresh `asyncio.run`)."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
-
-    async def _refresh(self) -> None:
+    async def _fetch(self) -> tuple[str, float]:
         now = self._clock()
         form = urlencode({"grant_type": JWT_GRANT, "assertion": self.assertion(now)}).encode()
         headers = {
@@ -171,8 +147,9 @@ class VertexTokenSource:
         status, content = await self._post(self.account.token_uri or TOKEN_URL, headers, form)
         if status != 200:
             raise token_error(status, content)
-        self._token, lifetime = parse_token_response(content)
-        self._minted_at, self._expires_at = now, now + lifetime
+        token, lifetime = parse_token_response(content)
+        self._minted(now)
+        return token, now + lifetime
 
 
 def parse_token_response(content: bytes) -> tuple[str, float]:
