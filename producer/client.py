@@ -78,7 +78,8 @@ class Client:
                 reopened.update(ids)
         todo = [r for r in failed if r.custom_id in reopened]
         prefix = f"{batch_id}-retry{int(time.time())}"
-        return enqueue_requests(self.redis, batch_id, todo, id_prefix=prefix, size=self.settings.chunk_size)
+        chunks = enqueue_requests(self.redis, batch_id, todo, id_prefix=prefix, size=self.settings.chunk_size)
+        return sum(len(chunk.requests) for chunk in chunks)
 
     def chat(self, messages: list[dict[str, Any]], model: str, *, custom_id: str = "request-1",
              provider: str | None = None, **params: Any) -> str:

@@ -17,6 +17,11 @@ def provider_of_queue(name: str) -> str:
     return name.removeprefix(QUEUE_PREFIX)
 
 
+def deferred(provider: str) -> str:
+    """Sorted set of a provider's handed-back chunk jobs by due time (Redis clock)."""
+    return f"{PREFIX}:deferred:{provider}"
+
+
 def batch_key(batch_id: str, part: str) -> str:
     """`meta` (msgpack BatchMeta), `state` (hash of counters), `results` (hash custom_id → Result),
     `events` (stream), `usage` (hash `provider/model|field` → count)."""

@@ -29,17 +29,16 @@ from shared.scrub import default_scrubber
 from shared.serializer import MsgpackSerializer
 from workers import runtime, task
 from workers.queueing import HEARTBEAT_INTERVAL, MAINTENANCE_INTERVAL, SluiceWorker, make_queue
+from workers.requeue import move_due
 
 log = structlog.get_logger("sluice.worker")
 
 STOP_GRACE = 60.0
 """Seconds a warm shutdown waits for running chunks before exiting anyway."""
-SCHEDULER_TICK = 0.25
-"""Seconds between moves of due hand-backs onto their queues (RQ's own loop waits 1 s; a request
-handed back for a 1 s `retry-after` should not wait most of another second)."""
-TICKS_PER_HEARTBEAT = 4
-"""The scheduler's heartbeat and lock renewal stay at RQ's 1 s interval (its lock TTLs are whole
-seconds)."""
+SCHEDULER_TICK = 0.1
+"""Seconds between moves of due hand-backs onto their queues (`workers.requeue.move_due`)."""
+TICKS_PER_SECOND = 10
+"""RQ's scheduler keeps its own 1 s interval (its registry and lock TTLs are whole seconds)."""
 
 
 def worker_name(slot: int) -> str:
@@ -98,8 +97,10 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
 
 
 def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading.Event, level: str) -> None:
-    """RQ's scheduler (moves due `enqueue_at` jobs, i.e. handed-back requests, onto their queues)
-    as a thread of this process. RQ would fork it, and a fork outlives a SIGKILLed worker."""
+    """Every tick, moves due handed-back chunks onto their queues (`move_due`: any number of
+    processes may, each move is atomic); once a second, RQ's scheduler moves RQ's own scheduled
+    jobs (a crashed chunk's retries). A thread of this process: RQ would fork its scheduler, and a
+    fork outlives a SIGKILLed worker."""
     scheduler = RQScheduler([queue_name(p) for p in providers], connection=connection,
                             serializer=MsgpackSerializer, logging_level=level.upper())
     scheduler.register_birth()
@@ -107,11 +108,12 @@ def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading
     try:
         while not stop.wait(SCHEDULER_TICK):
             try:
-                if next(beats) % TICKS_PER_HEARTBEAT == 0:
+                move_due(connection, providers)
+                if next(beats) % TICKS_PER_SECOND == 0:
                     if scheduler.should_reacquire_locks:
                         scheduler.acquire_locks()  # type: ignore[no-untyped-call]
                     scheduler.heartbeat()  # type: ignore[no-untyped-call]
-                scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+                    scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
             except redis.RedisError as exc:
                 log.warning("scheduler_redis_error", error=type(exc).__name__)
     finally:

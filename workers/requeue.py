@@ -1,19 +1,26 @@
 """Putting requests back on the queues: hand-offs from a chunk (fail-over to another route, or a
-long wait given back to RQ's scheduler), and `sluice retry` of a batch's failed requests."""
+wait given back to the queue), and `sluice retry` of a batch's failed requests.
+
+A request handed back for later becomes a chunk job saved as *scheduled* and listed in
+`sluice:deferred:<provider>` with its due time on Redis's clock; every worker process's scheduler
+thread moves due jobs onto the queue (`move_due`, one atomic script call per queue). RQ's own
+scheduler keeps whole seconds, which would add up to a second to a `retry-after: 1`.
+"""
 
 from __future__ import annotations
 
-import math
-import time
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 from rq import Queue, Retry
+from rq.job import Job, JobStatus
 
+from shared import keys
 from shared.schema import Chunk, Request
+from shared.store import load_script
 from workers.queueing import JOB_RETRIES, JOB_TIMEOUT, make_queue
 
 TASK: Final = "workers.task.run_chunk"
@@ -38,10 +45,53 @@ def job_data(chunk: Chunk) -> Any:
     )
 
 
-def due_time(delay: float) -> datetime:
-    """When a hand-back may run again: RQ's scheduler keeps whole seconds (and truncates), so the
-    time is rounded up, never down: a provider's `retry-after` is a floor."""
-    return datetime.fromtimestamp(math.ceil(time.time() + delay), tz=UTC)
+@functools.cache
+def _deferred_text() -> str:
+    return load_script("deferred.lua")
+
+
+def _deferred_script(connection: Any) -> Any:
+    """The script on a sync or async client (redis-py runs it by SHA, loading it once)."""
+    return connection.register_script(_deferred_text())
+
+
+def defer_chunk(connection: Any, queue: Queue, chunk: Chunk, delay: float) -> None:
+    """Save the chunk's job as scheduled and list it as due `delay` seconds from now (Redis's
+    clock), in one transaction."""
+    job = queue.create_job(TASK, args=(_encoder.encode(chunk),), timeout=JOB_TIMEOUT,
+                           result_ttl=JOB_RESULT_TTL, failure_ttl=JOB_FAILURE_TTL,
+                           description=f"sluice deferred chunk {chunk.chunk_id}", job_id=chunk.chunk_id,
+                           retry=Retry(max=JOB_RETRIES, interval=[1, 5, 15, 30]),
+                           status=JobStatus.SCHEDULED)
+    with connection.pipeline(transaction=True) as pipe:
+        job.save(pipeline=pipe)
+        _deferred_script(connection)(keys=[keys.deferred(chunk.provider), queue.key],
+                                     args=["add", delay, job.id], client=pipe)
+        pipe.execute()
+
+
+async def claim(client: Any, chunk: Chunk, lease: float) -> bool:
+    """Take a deferred chunk to run here (async client); False when it already went to the queue."""
+    script = _deferred_script(client)
+    return bool(await script(keys=[keys.deferred(chunk.provider)], args=["claim", lease, chunk.chunk_id]))
+
+
+async def drop(client: Any, chunk: Chunk) -> None:
+    """A claimed chunk ran here: remove its job."""
+    script = _deferred_script(client)
+    await script(keys=[keys.deferred(chunk.provider)],
+                 args=["drop", Job.redis_job_namespace_prefix, chunk.chunk_id])
+
+
+def move_due(connection: Any, providers: Iterable[str], limit: int = 1000) -> int:
+    """Move every due deferred chunk of these providers onto its queue; returns how many."""
+    script = _deferred_script(connection)
+    moved = 0
+    for provider in providers:
+        queue_key = make_queue(provider, connection).key
+        moved += int(script(keys=[keys.deferred(provider), queue_key],
+                            args=["due", limit, Job.redis_job_namespace_prefix]))
+    return moved
 
 
 def group_by_provider(requests: Iterable[Request], size: int) -> dict[str, list[list[Request]]]:
@@ -57,20 +107,16 @@ def group_by_provider(requests: Iterable[Request], size: int) -> dict[str, list[
 def enqueue_requests(
     connection: Any, batch_id: str, requests: Iterable[Request], *, id_prefix: str,
     size: int = 64, delay: float = 0.0,
-) -> int:
-    """Enqueue requests as chunks (now, or after `delay` seconds via RQ's scheduler)."""
-    count = 0
+) -> list[Chunk]:
+    """Enqueue requests as chunks, now or `delay` seconds from now; returns the chunks."""
+    chunks: list[Chunk] = []
     for provider, blocks in group_by_provider(requests, size).items():
         queue = make_queue(provider, connection)
         for i, block in enumerate(blocks):
             chunk = Chunk(batch_id, f"{id_prefix}-{provider}-{i}", provider, tuple(block))
             if delay > 0:
-                queue.enqueue_at(due_time(delay), TASK, _encoder.encode(chunk),
-                                 job_id=chunk.chunk_id, job_timeout=JOB_TIMEOUT,
-                                 result_ttl=JOB_RESULT_TTL, failure_ttl=JOB_FAILURE_TTL,
-                                 description=f"sluice deferred chunk {chunk.chunk_id}",
-                                 retry=Retry(max=JOB_RETRIES, interval=[1, 5, 15, 30]))
+                defer_chunk(connection, queue, chunk, delay)
             else:
                 queue.enqueue_many([job_data(chunk)])
-            count += len(block)
-    return count
+            chunks.append(chunk)
+    return chunks

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
 import httpx
+import redis
 import redis.asyncio as aredis
 
 from shared.backoff import BackoffPolicy
@@ -51,6 +52,7 @@ class Runtime:
         self.settings = settings
         self.redis_url = redis_url
         self.http_transport = http_transport
+        self._sync_redis: redis.Redis | None = None
         self.loop = new_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="sluice-loop", daemon=True)
         self.thread.start()
@@ -74,6 +76,12 @@ class Runtime:
                                 concurrency=s.concurrency),
             writer=ResultWriter(client, s.result_ttl),
         )
+
+    def sync_redis(self) -> redis.Redis:
+        """A blocking client for RQ calls made from the loop's helper threads."""
+        if self._sync_redis is None:
+            self._sync_redis = redis.Redis.from_url(self.redis_url)
+        return self._sync_redis
 
     def run(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -4,11 +4,16 @@ is cut by its timeout without stalling the others."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
+from shared import keys
 from tests.e2e.conftest import FakeProvider, Sluice, read_output, write_requests
 
 pytestmark = pytest.mark.e2e
@@ -86,3 +91,35 @@ def test_deadline_stops_retries(
     assert state["request_counts"] == {"total": 20, "completed": 0, "failed": 20}
     assert state["completed_at"] - state["created_at"] < 60
     assert fake.stats()["total"] < 20 * 1000
+
+
+def test_kept_hand_backs_survive_their_worker_being_killed(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path, redis_url: str
+) -> None:
+    """Every request is answered `429 retry-after: 1`, so the worker keeps re-deferring them
+    (kept locally, listed in Redis). Kill it: a second worker finds them listed and finishes."""
+    fake = fake_provider("--random-429", "1.0", "--seed", "5")
+    sluice.env.update({"VLLM_BASE_URL": f"{fake.url}/v1"})
+    ids = write_requests(tmp_path / "in.jsonl", 60, embed_every=0)
+    first = sluice.start_worker("--providers", "vllm", "--processes", "1")
+    batch_id = sluice.run("submit", "in.jsonl").stdout.splitlines()[0]
+    deadline = time.monotonic() + 60
+    while fake.stats()["rate_limited"] < 2 * len(ids) and time.monotonic() < deadline:
+        time.sleep(0.2)  # each request has been handed back and kept at least twice
+    assert fake.stats()["rate_limited"] >= 2 * len(ids)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    client = redis.Redis.from_url(redis_url)
+    assert client.zcard(keys.deferred("vllm")) > 0  # the kept requests are listed, not lost
+    fake.configure(random_429=0.0)
+    sluice.start_worker("--providers", "vllm", "--processes", "1")
+    sluice.run("watch", batch_id, timeout=120)
+    sluice.run("results", batch_id, "-o", "out.jsonl")
+    lines = read_output(tmp_path / "out.jsonl")
+    assert sorted(line["custom_id"] for line in lines) == sorted(ids)
+    assert all(line["error"] is None for line in lines)
+    deadline = time.monotonic() + 10
+    while client.zcard(keys.deferred("vllm")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.zcard(keys.deferred("vllm")) == 0
+    client.close()

@@ -1,0 +1,86 @@
+"""Hand-backs wait on Redis's clock and reach their queue exactly once."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import pytest
+import redis
+import redis.asyncio as aredis
+from rq.job import Job
+
+from shared import keys
+from shared.schema import Chunk, Request
+from workers.queueing import make_queue
+from workers.requeue import claim, defer_chunk, drop, move_due
+
+pytestmark = pytest.mark.integration
+
+
+def chunk(chunk_id: str) -> Chunk:
+    request = Request("r1", "chat", "vllm", "llama", {"messages": [{"role": "user", "content": "hi"}]},
+                      attempts=2, throttled=1)
+    return Chunk("b1", chunk_id, "vllm", (request,))
+
+
+def test_a_deferred_chunk_waits_until_due_then_moves_once(redis_client: redis.Redis) -> None:
+    queue = make_queue("vllm", redis_client)
+    defer_chunk(redis_client, queue, chunk("later"), 30.0)
+    defer_chunk(redis_client, queue, chunk("soon"), 0.05)
+    assert Job.fetch("soon", connection=redis_client).get_status() == "scheduled"
+    time.sleep(0.1)
+    assert move_due(redis_client, ["vllm"]) == 1
+    assert move_due(redis_client, ["vllm"]) == 0  # moved once: a second mover finds nothing
+    assert queue.job_ids == ["soon"]
+    assert Job.fetch("soon", connection=redis_client).get_status() == "queued"
+    assert redis_client.zrange(keys.deferred("vllm"), 0, -1) == [b"later"]
+
+
+def test_the_moved_job_carries_the_chunk_and_its_attempts(redis_client: redis.Redis) -> None:
+    queue = make_queue("vllm", redis_client)
+    original = chunk("c1")
+    defer_chunk(redis_client, queue, original, 0.0)
+    assert move_due(redis_client, ["vllm"]) == 1
+    job = queue.fetch_job("c1")
+    assert job is not None and job.func_name == "workers.task.run_chunk"
+    assert msgspec.msgpack.decode(job.args[0], type=Chunk) == original
+
+
+def test_due_time_is_set_by_redis_not_the_caller(redis_client: redis.Redis) -> None:
+    queue = make_queue("vllm", redis_client)
+    seconds, micros = redis_client.time()
+    defer_chunk(redis_client, queue, chunk("c2"), 2.5)
+    due = redis_client.zscore(keys.deferred("vllm"), "c2")
+    assert due is not None and 2.5 <= due - (seconds + micros / 1e6) < 3.5
+
+
+async def test_the_keeper_claims_a_deferred_chunk_and_drops_it_when_done(redis_url: str) -> None:
+    sync = redis.Redis.from_url(redis_url)
+    client = aredis.Redis.from_url(redis_url)
+    queue = make_queue("vllm", sync)
+    kept = chunk("kept")
+    defer_chunk(sync, queue, kept, 3.0)
+    assert await claim(client, kept, 600.0)
+    due = sync.zscore(keys.deferred("vllm"), "kept")
+    seconds, micros = sync.time()
+    assert due is not None and due - (seconds + micros / 1e6) > 500  # leased, not due in 3 s
+    await drop(client, kept)
+    assert sync.zcard(keys.deferred("vllm")) == 0 and not sync.exists("rq:job:kept")
+    assert move_due(sync, ["vllm"]) == 0 and queue.job_ids == []
+    await client.aclose()
+    sync.close()
+
+
+async def test_a_chunk_already_queued_cannot_be_claimed(redis_url: str) -> None:
+    sync = redis.Redis.from_url(redis_url)
+    client = aredis.Redis.from_url(redis_url)
+    queue = make_queue("vllm", sync)
+    late = chunk("late")
+    defer_chunk(sync, queue, late, 0.0)
+    assert move_due(sync, ["vllm"]) == 1  # the keeper was too slow (or died): the queue has it
+    assert not await claim(client, late, 600.0)
+    await drop(client, late)  # dropping what is not listed leaves the queued job alone
+    assert queue.job_ids == ["late"] and sync.exists("rq:job:late")
+    await client.aclose()
+    sync.close()
