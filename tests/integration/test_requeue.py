@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import msgspec
 import pytest
 import redis
 import redis.asyncio as aredis
+from rq import Queue
 from rq.job import Job
 
 from shared import keys
@@ -55,10 +58,24 @@ def test_due_time_is_set_by_redis_not_the_caller(redis_client: redis.Redis) -> N
     assert due is not None and 2.5 <= due - (seconds + micros / 1e6) < 3.5
 
 
-async def test_the_keeper_claims_a_deferred_chunk_and_drops_it_when_done(redis_url: str) -> None:
+@dataclass
+class Clients:
+    sync: redis.Redis
+    client: aredis.Redis
+    queue: Queue
+
+
+@pytest.fixture
+async def clients(redis_url: str) -> AsyncIterator[Clients]:
     sync = redis.Redis.from_url(redis_url)
     client = aredis.Redis.from_url(redis_url)
-    queue = make_queue("vllm", sync)
+    yield Clients(sync, client, make_queue("vllm", sync))
+    await client.aclose()
+    sync.close()
+
+
+async def test_the_keeper_claims_a_deferred_chunk_and_drops_it_when_done(clients: Clients) -> None:
+    sync, client, queue = clients.sync, clients.client, clients.queue
     kept = chunk("kept")
     defer_chunk(sync, queue, kept, 3.0)
     assert await claim(client, kept, 600.0)
@@ -68,19 +85,13 @@ async def test_the_keeper_claims_a_deferred_chunk_and_drops_it_when_done(redis_u
     await drop(client, kept)
     assert sync.zcard(keys.deferred("vllm")) == 0 and not sync.exists("rq:job:kept")
     assert move_due(sync, ["vllm"]) == 0 and queue.job_ids == []
-    await client.aclose()
-    sync.close()
 
 
-async def test_a_chunk_already_queued_cannot_be_claimed(redis_url: str) -> None:
-    sync = redis.Redis.from_url(redis_url)
-    client = aredis.Redis.from_url(redis_url)
-    queue = make_queue("vllm", sync)
+async def test_a_chunk_already_queued_cannot_be_claimed(clients: Clients) -> None:
+    sync, client, queue = clients.sync, clients.client, clients.queue
     late = chunk("late")
     defer_chunk(sync, queue, late, 0.0)
     assert move_due(sync, ["vllm"]) == 1  # the keeper was too slow (or died): the queue has it
     assert not await claim(client, late, 600.0)
     await drop(client, late)  # dropping what is not listed leaves the queued job alone
     assert queue.job_ids == ["late"] and sync.exists("rq:job:late")
-    await client.aclose()
-    sync.close()
