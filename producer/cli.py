@@ -264,6 +264,41 @@ def status(settings: Settings, batch_id: str, as_json: bool) -> None:
                    f"{usage.get('completion_tokens', 0):>10} out")
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def limits(settings: Settings, as_json: bool) -> None:
+    """Show what the workers' shared limiter holds: limits learned from provider headers or from
+    bare 429s, cooldowns under way, requests in flight, and hand-backs waiting to run again.
+    (Configured limits are each worker's settings: `sluice worker --rpm`, SLUICE_<P>_RPM.)"""
+    import redis
+
+    from shared.limiter import read_scopes
+    from workers.requeue import deferred_summary
+
+    client = redis.Redis.from_url(need_redis(settings))
+    scopes, waiting = read_scopes(client), deferred_summary(client)
+    if as_json:
+        data = {"scopes": msgspec.to_builtins(scopes),
+                "deferred": {p: {"chunks": n, "next_due_s": due} for p, (n, due) in waiting.items()}}
+        click.echo(msgspec.json.encode(data).decode())
+        return
+    if not scopes and not waiting:
+        click.echo("no limiter state: nothing learned, no cooldown, nothing handed back")
+    if scopes:
+        click.echo(f"{'scope (provider:key:model)':48} {'hdr rpm':>9} {'hdr tpm':>10} {'aimd rpm':>9} "
+                   f"{'cooldown':>9} {'in flight':>9}")
+    for v in scopes:
+        click.echo(f"{v.scope:48} {_num(v.header_rpm):>9} {_num(v.header_tpm):>10} {_num(v.aimd_rpm):>9} "
+                   f"{v.cooldown_s:>8.1f}s {v.in_flight:>9}")
+    for provider, (count, due) in waiting.items():
+        click.echo(f"{provider}: {count} handed-back chunk(s) waiting, next due in {due:.1f}s")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def state_dict(state: BatchState) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(state)
     data["request_counts"] = {"total": state.counts.total, "completed": state.counts.completed,

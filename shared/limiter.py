@@ -47,6 +47,7 @@ from importlib import resources
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import msgspec
+import redis
 import redis.asyncio as aredis
 
 from shared import keys
@@ -389,6 +390,41 @@ def _reason(text: str) -> Reason:
     if text in reasons:
         return text
     raise ValueError(f"limiter script returned an unknown reason {text!r}")
+
+
+class ScopeView(msgspec.Struct, frozen=True):
+    """What the shared limiter holds for one scope (`sluice limits`). Rates are per minute; None:
+    nothing learned. Configured limits live in each worker's settings, not here."""
+
+    scope: str
+    header_rpm: float | None
+    header_tpm: float | None
+    aimd_rpm: float | None
+    cooldown_s: float
+    in_flight: int
+
+
+def read_scopes(client: redis.Redis) -> list[ScopeView]:
+    """Every scope with limiter state in Redis, read with a blocking client."""
+    seconds, micros = client.time()
+    now = seconds + micros / 1e6
+    scopes = set()
+    for key in client.scan_iter(match=f"{KEY_PREFIX}{{*}}:*", count=500):
+        name = _text(key)
+        scopes.add(name[len(KEY_PREFIX) + 1 : name.rindex("}")])
+    views = []
+    for scope in sorted(scopes):
+        state, leases = limiter_keys(scope)
+        fields = ("hdr_rpm", "hdr_tpm", "aimd_rpm", "cooldown")
+        hdr_rpm, hdr_tpm, aimd_rpm, cooldown = (_float(v) for v in client.hmget(state, fields))
+        in_flight = int(client.zcount(leases, now, "+inf"))
+        views.append(ScopeView(scope, hdr_rpm, hdr_tpm, aimd_rpm, max(0.0, (cooldown or 0.0) - now),
+                               in_flight))
+    return views
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(_text(value))
 
 
 # --- in-process twin -------------------------------------------------------------------------

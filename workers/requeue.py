@@ -83,6 +83,20 @@ async def drop(client: Any, chunk: Chunk) -> None:
                  args=["drop", Job.redis_job_namespace_prefix, chunk.chunk_id])
 
 
+def deferred_summary(connection: Any) -> dict[str, tuple[int, float]]:
+    """Provider → (handed-back chunk jobs waiting, seconds until the next is due; 0 = due now)."""
+    seconds, micros = connection.time()
+    now = seconds + micros / 1e6
+    prefix = keys.deferred("")
+    summary = {}
+    for key in sorted(connection.scan_iter(match=f"{prefix}*", count=500)):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        first = connection.zrange(key, 0, 0, withscores=True)
+        if first:
+            summary[name[len(prefix):]] = (int(connection.zcard(key)), max(0.0, first[0][1] - now))
+    return summary
+
+
 def move_due(connection: Any, providers: Iterable[str], limit: int = 1000) -> int:
     """Move every due deferred chunk of these providers onto its queue; returns how many."""
     script = _deferred_script(connection)
