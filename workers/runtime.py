@@ -88,6 +88,11 @@ class Runtime:
 
     def close(self) -> None:
         async def _close() -> None:
+            # kept hand-backs still sleeping: their listed jobs run on another worker
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
             await self.context.transport.client.aclose()
             await self.context.writer.client.aclose()
 
@@ -96,6 +101,8 @@ class Runtime:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
+            if self._sync_redis is not None:
+                self._sync_redis.close()
 
 
 _runtime: Runtime | None = None

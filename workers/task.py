@@ -74,7 +74,7 @@ def hand_back(connection: Any, chunk: Chunk, handoffs: list[Handoff]) -> int:
     for delay, group in by_delay.items():
         log.info("requests_handed_off", batch_id=chunk.batch_id, count=len(group), delay_s=delay,
                  to=sorted({h.request.provider for h in group}))
-        prefix = f"{chunk.chunk_id}-h{uuid.uuid4().hex[:8]}"
+        prefix = f"{chunk.batch_id}-h{uuid.uuid4().hex[:12]}"  # ids do not grow with each hand-back
         kept = 0 < delay <= ADOPT_MAX_WAIT
         created = enqueue_requests(connection, chunk.batch_id, [h.request for h in group],
                                    id_prefix=prefix, delay=delay + ADOPT_GRACE if kept else delay)
