@@ -114,7 +114,8 @@ class LimiterConfig(msgspec.Struct, frozen=True):
     aimd_step: rpm added per successful response once a rate is learned from bare 429s (about
       +20% a minute at full use); aimd_decrease: on a bare 429, the learned rate becomes this
       factor times the 2xx rate measured since the last decrease (the rate the provider still
-      accepted while refusing the rest); aimd_min_rpm: floor; aimd_holdoff_s: the shortest span a
+      accepted while refusing the rest); aimd_starved: the factor instead when it accepted nothing
+      over the span; aimd_min_rpm: floor; aimd_holdoff_s: the shortest span a
       decrease measures (429s of one burst arrive together; the first bare 429 only opens a span).
     state_ttl_s: an idle scope's state (learned limits) is dropped after this.
     """
@@ -125,6 +126,7 @@ class LimiterConfig(msgspec.Struct, frozen=True):
     header_margin: float = 0.95
     aimd_step: float = 0.2
     aimd_decrease: float = 0.9
+    aimd_starved: float = 0.5
     aimd_min_rpm: float = 1.0
     aimd_holdoff_s: float = 5.0
     state_ttl_s: int = 86400
@@ -381,7 +383,7 @@ class RedisLimiter:
             return
         c = self.config
         learned = (_opt(lesson.cooldown_s), _opt(lesson.rpm), _opt(lesson.tpm), lesson.aimd)
-        knobs = (c.aimd_step, c.aimd_decrease, c.aimd_min_rpm, c.aimd_holdoff_s)
+        knobs = (c.aimd_step, c.aimd_decrease, c.aimd_starved, c.aimd_min_rpm, c.aimd_holdoff_s)
         await self._call("observe", scope, *learned, *knobs)
 
 
@@ -548,10 +550,11 @@ class MemoryLimiter:
         elapsed = now - st.aimd_at
         if elapsed < c.aimd_holdoff_s:
             return
-        base = st.aimd_rpm
+        base, factor = st.aimd_rpm, c.aimd_starved
         if st.ok_n > 0:
             accepted = st.ok_n * WINDOW / elapsed
             base = accepted if base is None else min(base, accepted)
+            factor = c.aimd_decrease
         if base is not None:
-            st.aimd_rpm = max(c.aimd_min_rpm, base * c.aimd_decrease)
+            st.aimd_rpm = max(c.aimd_min_rpm, base * factor)
         st.aimd_at, st.ok_n = now, 0

@@ -93,11 +93,24 @@ async def execute_chunk(chunk: Chunk, ctx: WorkerContext) -> tuple[dict[str, int
     bound = structlog.contextvars.bound_contextvars
     with bound(batch_id=chunk.batch_id, chunk_id=chunk.chunk_id, provider=chunk.provider):
         log.info("chunk_started", requests=len(ids), skipped=len(done), cancelled=cancelled)
-        outcomes = await asyncio.gather(*(_run_one(chunk.batch_id, r, ctx, cancelled) for r in todo))
+        outcomes = await _run_all(chunk.batch_id, todo, ctx, cancelled)
         handoffs = [o for o in outcomes if isinstance(o, Handoff)]
         written = sum(1 for o in outcomes if o is True)
         log.info("chunk_finished", written=written, handed_off=len(handoffs))
     return {"requests": len(ids), "skipped": len(done), "written": written}, handoffs
+
+
+async def _run_all(
+    batch_id: str, todo: list[Request], ctx: WorkerContext, cancelled: bool
+) -> list[bool | Handoff]:
+    """Every request concurrently. An unexpected failure (Redis gone) cancels the others, so none
+    keeps sending after the chunk has failed and RQ has put it back for a retry."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_run_one(batch_id, r, ctx, cancelled)) for r in todo]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 async def _run_one(batch_id: str, request: Request, ctx: WorkerContext, cancelled: bool) -> bool | Handoff:

@@ -35,6 +35,8 @@ log = structlog.get_logger("sluice.worker")
 
 STOP_GRACE = 60.0
 """Seconds a warm shutdown waits for running chunks before exiting anyway."""
+SAME_SIGNAL_WINDOW = 1.0
+"""Seconds within which a second stop signal counts as the same request (see `_install_stop_signals`)."""
 SCHEDULER_TICK = 0.1
 """Seconds between moves of due hand-backs onto their queues (`workers.requeue.move_due`)."""
 TICKS_PER_SECOND = 10
@@ -121,11 +123,17 @@ def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading
 
 
 def _install_stop_signals() -> threading.Event:
+    """First SIGTERM/SIGINT: warm shutdown. A second one exits at once, unless it comes within
+    `SAME_SIGNAL_WINDOW` of the first: Ctrl-C or `kill -TERM -PGID` reaches this process and its
+    pool parent together, and the parent then forwards its own SIGTERM."""
     stop = threading.Event()
+    first: list[float] = []
 
     def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
+        now = time.monotonic()
+        if first and now - first[0] > SAME_SIGNAL_WINDOW:
             raise SystemExit(1)
+        first[:] = first or [now]
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -43,6 +43,12 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+REDIS_SPARE_CONNECTIONS: Final = 16
+"""Connections beyond one per in-flight request (result writes, probes, claims)."""
+REDIS_POOL_WAIT: Final = 30.0
+"""Seconds a coroutine waits for a pooled Redis connection before the chunk fails."""
+
+
 class Runtime:
     """The process's loop thread and the `WorkerContext` built on it."""
 
@@ -60,7 +66,11 @@ class Runtime:
 
     async def _build(self) -> WorkerContext:
         s = self.settings
-        client = aredis.Redis.from_url(self.redis_url, max_connections=max(16, s.concurrency))
+        # a full pool waits for a free connection instead of failing the chunk (redis-py's
+        # default pool raises MaxConnectionsError, which cost re-sent requests under a 429 storm)
+        pool = aredis.BlockingConnectionPool.from_url(
+            self.redis_url, max_connections=s.concurrency + REDIS_SPARE_CONNECTIONS, timeout=REDIS_POOL_WAIT)
+        client = aredis.Redis(connection_pool=pool)
         limiter = RedisLimiter(client)
 
         async def probe(scope: str) -> bool:

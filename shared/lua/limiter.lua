@@ -139,31 +139,32 @@ end
 -- ok_n counts the 2xx since. A decrease waits until the span is `span` seconds long, then sets
 -- the rate to `decrease` x the 2xx rate over the span (never above the current learned rate):
 -- while a provider refuses, the rate it still accepts is what it allows. No 2xx at all: the
--- learned rate (if any) shrinks by `decrease`. A 2xx adds `step` once a rate is learned.
+-- learned rate (if any) is multiplied by `starved`. A 2xx adds `step` once a rate is learned.
 local function aimd_up(s, step)
   if s.aimd_at then s.ok_n = (s.ok_n or 0) + 1 end
   if s.aimd_rpm then s.aimd_rpm = s.aimd_rpm + step end
 end
 
-local function aimd_down(s, decrease, floor, span)
+local function aimd_down(s, decrease, starved, floor, span)
   if not s.aimd_at then
     s.aimd_at, s.ok_n = now, 0
     return
   end
   local elapsed = now - s.aimd_at
   if elapsed < span then return end
-  local base = s.aimd_rpm
+  local base, factor = s.aimd_rpm, starved
   if (s.ok_n or 0) > 0 then
     local accepted = s.ok_n * WINDOW / elapsed
     if not base or accepted < base then base = accepted end
+    factor = decrease
   end
-  if base then s.aimd_rpm = math.max(floor, base * decrease) end
+  if base then s.aimd_rpm = math.max(floor, base * factor) end
   s.aimd_at, s.ok_n = now, 0
 end
 
 -- observe: ARGV[4] cooldown seconds or ''  [5] provider rpm or ''  [6] provider tpm or ''
---   [7] aimd step '' | up | down  [8] additive step  [9] decrease factor  [10] minimum rpm
---   [11] shortest span measured for a decrease, in seconds
+--   [7] aimd step '' | up | down  [8] additive step  [9] decrease factor
+--   [10] factor when nothing was accepted  [11] minimum rpm  [12] shortest span of a decrease
 local OBS = {'cooldown', 'hdr_rpm', 'hdr_tpm', 'aimd_rpm', 'aimd_at', 'ok_n'}
 
 local function observe()
@@ -173,7 +174,7 @@ local function observe()
   if ARGV[6] ~= '' then s.hdr_tpm = tonumber(ARGV[6]) end
   if ARGV[7] == 'up' then aimd_up(s, tonumber(ARGV[8])) end
   if ARGV[7] == 'down' then
-    aimd_down(s, tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]))
+    aimd_down(s, tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
   end
   save(s, OBS)
   return 1

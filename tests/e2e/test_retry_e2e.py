@@ -123,3 +123,24 @@ def test_kept_hand_backs_survive_their_worker_being_killed(
         time.sleep(0.1)
     assert client.zcard(keys.deferred("vllm")) == 0
     client.close()
+
+
+def test_a_group_sigterm_is_a_warm_shutdown(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path
+) -> None:
+    """`kill -TERM -PGID` (or Ctrl-C) signals the pool and its worker together, and the pool
+    forwards its own SIGTERM: that is one stop request, so the running chunk still finishes."""
+    fake = fake_provider("--latency", "3")
+    sluice.env.update({"VLLM_BASE_URL": f"{fake.url}/v1"})
+    ids = write_requests(tmp_path / "in.jsonl", 20, embed_every=0)
+    worker = sluice.start_worker("--providers", "vllm", "--processes", "1")
+    batch_id = sluice.run("submit", "in.jsonl").stdout.splitlines()[0]
+    deadline = time.monotonic() + 30
+    while fake.stats()["in_flight"] < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fake.stats()["in_flight"] == len(ids)
+    os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(30) == 0
+    state = json.loads(sluice.run("status", batch_id, "--json").stdout)
+    assert state["request_counts"] == {"total": 20, "completed": 20, "failed": 0}
+    assert "job_failed" not in sluice.logs()

@@ -337,7 +337,11 @@ async def test_aimd_shrinks_a_learned_rate_to_its_floor_when_nothing_is_accepted
     rig.clock.advance(1.0)
     first = CONFIG.aimd_decrease * 60 / CONFIG.aimd_holdoff_s
     assert await spacing(rig.limiter) == pytest.approx(60 / first, abs=1e-5)
-    for _ in range(40):
+    rig.clock.advance(CONFIG.aimd_holdoff_s)
+    await rig.limiter.observe(SCOPE, RateSignal(), 429)  # nothing accepted in the span
+    rig.clock.advance(1.0)
+    assert await spacing(rig.limiter) == pytest.approx(60 / (first * CONFIG.aimd_starved), abs=1e-5)
+    for _ in range(10):
         rig.clock.advance(CONFIG.aimd_holdoff_s)
         await rig.limiter.observe(SCOPE, RateSignal(), 429)
     rig.clock.advance(1.0)
