@@ -191,7 +191,7 @@ def _summary(state: BatchState, written: int | None = None, output: Path | None 
               help="Comma-separated provider ids to serve [default: every provider].")
 @click.option("--processes", type=int, default=None, help="Worker processes [default: CPU count].")
 @click.option("--concurrency", type=int, default=None, help="Requests in flight per process.")
-@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty and no hand-back is waiting.")
 @click.option("--rpm", type=int, default=None, help="Requests/min limit for each served provider and key.")
 @click.option("--tpm", type=int, default=None, help="Tokens/min limit for each served provider and key.")
 @click.option("--max-in-flight", type=int, default=None,

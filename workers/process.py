@@ -8,7 +8,6 @@ is retried by whichever worker finds it abandoned; finished requests are skipped
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import socket
@@ -19,11 +18,9 @@ from typing import Any
 
 import redis
 import structlog
-from rq.scheduler import RQScheduler
 
 from shared import keys
 from shared.config import Settings, configured_secrets
-from shared.keys import queue_name
 from shared.log import configure_logging
 from shared.scrub import default_scrubber
 from shared.serializer import MsgpackSerializer
@@ -35,12 +32,13 @@ log = structlog.get_logger("sluice.worker")
 
 STOP_GRACE = 60.0
 """Seconds a warm shutdown waits for running chunks before exiting anyway."""
+BURST_IDLE_CHECKS = 3
+"""With `--burst`, stop after this many checks in a row (0.5 s apart) found nothing left to do;
+hand-backs still waiting to be due keep the worker up."""
 SAME_SIGNAL_WINDOW = 1.0
 """Seconds within which a second stop signal counts as the same request (see `_install_stop_signals`)."""
 SCHEDULER_TICK = 0.1
-"""Seconds between moves of due hand-backs onto their queues (`workers.requeue.move_due`)."""
-TICKS_PER_SECOND = 10
-"""RQ's scheduler keeps its own 1 s interval (its registry and lock TTLs are whole seconds)."""
+"""Seconds between moves of due jobs onto their queues (`workers.requeue.move_due`)."""
 
 
 def worker_name(slot: int) -> str:
@@ -74,19 +72,23 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
     workers = [make_worker(providers, connection, i) for i in range(slots)]
     threads = [
         threading.Thread(target=_work, args=(w,), daemon=True, name=f"slot-{i}",
-                         kwargs={"burst": burst, "with_scheduler": False, "logging_level": settings.log_level})
+                         kwargs={"burst": False, "with_scheduler": False, "logging_level": settings.log_level})
         for i, w in enumerate(workers)
     ]
     stop = _install_stop_signals()
-    scheduler = threading.Thread(target=run_scheduler, args=(providers, connection, stop, settings.log_level),
+    scheduler = threading.Thread(target=run_scheduler, args=(providers, connection, stop),
                                  daemon=True, name="sluice-scheduler")
     scheduler.start()
     for thread in threads:
         thread.start()
     log.info("worker_started", providers=providers, slots=slots, concurrency=settings.concurrency)
+    idle_checks = 0
     try:
         while not stop.is_set() and any(t.is_alive() for t in threads):
             stop.wait(0.5)
+            idle_checks = idle_checks + 1 if burst and _drained(providers, connection, workers) else 0
+            if idle_checks >= BURST_IDLE_CHECKS:
+                break
         _stop_workers(workers, threads)
     finally:
         stop.set()
@@ -98,28 +100,16 @@ def serve(providers: list[str], redis_url: str, settings: Settings, *, burst: bo
         log.info("worker_stopped", slots=slots)
 
 
-def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading.Event, level: str) -> None:
-    """Every tick, moves due handed-back chunks onto their queues (`move_due`: any number of
-    processes may, each move is atomic); once a second, RQ's scheduler moves RQ's own scheduled
-    jobs (a crashed chunk's retries). A thread of this process: RQ would fork its scheduler, and a
-    fork outlives a SIGKILLed worker."""
-    scheduler = RQScheduler([queue_name(p) for p in providers], connection=connection,
-                            serializer=MsgpackSerializer, logging_level=level.upper())
-    scheduler.register_birth()
-    beats = itertools.count()
-    try:
-        while not stop.wait(SCHEDULER_TICK):
-            try:
-                move_due(connection, providers)
-                if next(beats) % TICKS_PER_SECOND == 0:
-                    if scheduler.should_reacquire_locks:
-                        scheduler.acquire_locks()  # type: ignore[no-untyped-call]
-                    scheduler.heartbeat()  # type: ignore[no-untyped-call]
-                    scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
-            except redis.RedisError as exc:
-                log.warning("scheduler_redis_error", error=type(exc).__name__)
-    finally:
-        scheduler.stop()  # type: ignore[no-untyped-call]
+def run_scheduler(providers: list[str], connection: redis.Redis, stop: threading.Event) -> None:
+    """Every tick, move what has come due onto the queues (`move_due`): hand-backs, and RQ's own
+    scheduled jobs (a crashed or failed chunk's retries). Each move is one atomic script call, so
+    every worker process runs this with no lock: a killed process leaves nothing waiting on it
+    (RQ's scheduler holds a per-queue lock that outlives a SIGKILL by a minute or more)."""
+    while not stop.wait(SCHEDULER_TICK):
+        try:
+            move_due(connection, providers)
+        except redis.RedisError as exc:
+            log.warning("scheduler_redis_error", error=type(exc).__name__)
 
 
 def _install_stop_signals() -> threading.Event:
@@ -148,6 +138,16 @@ def _stop_workers(workers: list[SluiceWorker], threads: list[threading.Thread]) 
     deadline = time.monotonic() + STOP_GRACE
     while time.monotonic() < deadline and any(_busy(w) for w in workers):
         time.sleep(0.2)
+
+
+def _drained(providers: list[str], connection: redis.Redis, workers: list[SluiceWorker]) -> bool:
+    """Nothing left for a burst worker: queues empty, no hand-back waiting, no chunk running."""
+    if any(_busy(w) for w in workers):
+        return False
+    for provider in providers:
+        if make_queue(provider, connection).count or connection.zcard(keys.deferred(provider)):
+            return False
+    return True
 
 
 def _busy(worker: SluiceWorker) -> bool:

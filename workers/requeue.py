@@ -17,6 +17,7 @@ from typing import Any, Final
 import msgspec
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
 from shared import keys
 from shared.schema import Chunk, Request
@@ -98,13 +99,17 @@ def deferred_summary(connection: Any) -> dict[str, tuple[int, float]]:
 
 
 def move_due(connection: Any, providers: Iterable[str], limit: int = 1000) -> int:
-    """Move every due deferred chunk of these providers onto its queue; returns how many."""
+    """Move every due job of these providers onto its queue: deferred chunks, and RQ's scheduled
+    jobs (chunk retries; RQ scores them in whole seconds, which the same script handles).
+    Returns how many moved."""
     script = _deferred_script(connection)
     moved = 0
     for provider in providers:
-        queue_key = make_queue(provider, connection).key
-        moved += int(script(keys=[keys.deferred(provider), queue_key],
-                            args=["due", limit, Job.redis_job_namespace_prefix]))
+        queue = make_queue(provider, connection)
+        scheduled = ScheduledJobRegistry(queue=queue).key  # type: ignore[no-untyped-call]
+        for waiting in (keys.deferred(provider), scheduled):
+            moved += int(script(keys=[waiting, queue.key],
+                                args=["due", limit, Job.redis_job_namespace_prefix]))
     return moved
 
 

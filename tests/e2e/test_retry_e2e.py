@@ -144,3 +144,19 @@ def test_a_group_sigterm_is_a_warm_shutdown(
     state = json.loads(sluice.run("status", batch_id, "--json").stdout)
     assert state["request_counts"] == {"total": 20, "completed": 20, "failed": 0}
     assert "job_failed" not in sluice.logs()
+
+
+def test_a_burst_worker_stays_until_hand_backs_have_run(
+    sluice: Sluice, fake_provider: Callable[..., FakeProvider], tmp_path: Path
+) -> None:
+    """`--burst` exits when nothing is left, and requests waiting out a `retry-after` are not
+    nothing: the queue is empty while they wait, yet the worker must stay to run them."""
+    fake = fake_provider("--random-429", "0.5", "--seed", "9")
+    sluice.env.update({"VLLM_BASE_URL": f"{fake.url}/v1", "SLUICE_MAX_ATTEMPTS": "10"})
+    ids = write_requests(tmp_path / "in.jsonl", 40, embed_every=0)
+    batch_id = sluice.run("submit", "in.jsonl").stdout.splitlines()[0]
+    worker = sluice.start_worker("--providers", "vllm", "--processes", "1", "--burst")
+    assert worker.wait(120) == 0
+    state = json.loads(sluice.run("status", batch_id, "--json").stdout)
+    assert state["request_counts"] == {"total": len(ids), "completed": len(ids), "failed": 0}
+    assert fake.stats()["rate_limited"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -95,3 +96,15 @@ async def test_a_chunk_already_queued_cannot_be_claimed(clients: Clients) -> Non
     assert not await claim(client, late, 600.0)
     await drop(client, late)  # dropping what is not listed leaves the queued job alone
     assert queue.job_ids == ["late"] and sync.exists("rq:job:late")
+
+
+def test_rqs_own_scheduled_retries_are_moved_too(redis_client: redis.Redis) -> None:
+    """A crashed chunk's RQ retry waits in RQ's scheduled registry (whole seconds); the same
+    mover puts it back on the queue, with no scheduler lock to wait for."""
+    queue = make_queue("vllm", redis_client)
+    job = queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), "workers.task.run_chunk", b"x",
+                           job_id="retry-me")
+    assert job.get_status() == "scheduled" and queue.job_ids == []
+    assert move_due(redis_client, ["vllm"]) == 1
+    assert queue.job_ids == ["retry-me"]
+    assert Job.fetch("retry-me", connection=redis_client).get_status() == "queued"
