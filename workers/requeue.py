@@ -100,17 +100,17 @@ def deferred_summary(connection: Any) -> dict[str, tuple[int, float]]:
 
 def move_due(connection: Any, providers: Iterable[str], limit: int = 1000) -> int:
     """Move every due job of these providers onto its queue: deferred chunks, and RQ's scheduled
-    jobs (chunk retries; RQ scores them in whole seconds, which the same script handles).
-    Returns how many moved."""
-    script = _deferred_script(connection)
-    moved = 0
+    jobs (chunk retries; RQ scores them in whole seconds, which the same script handles). One
+    script call for all of them; returns how many moved."""
+    pairs: list[str] = []
     for provider in providers:
         queue = make_queue(provider, connection)
         scheduled = ScheduledJobRegistry(queue=queue).key  # type: ignore[no-untyped-call]
-        for waiting in (keys.deferred(provider), scheduled):
-            moved += int(script(keys=[waiting, queue.key],
-                                args=["due", limit, Job.redis_job_namespace_prefix]))
-    return moved
+        pairs += [keys.deferred(provider), queue.key, scheduled, queue.key]
+    if not pairs:
+        return 0
+    script = _deferred_script(connection)
+    return int(script(keys=pairs, args=["due", limit, Job.redis_job_namespace_prefix]))
 
 
 def group_by_provider(requests: Iterable[Request], size: int) -> dict[str, list[list[Request]]]:
