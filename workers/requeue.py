@@ -20,6 +20,7 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from shared import keys
+from shared.keys import queue_name
 from shared.schema import Chunk, Request
 from shared.store import load_script
 from workers.queueing import JOB_RETRIES, JOB_TIMEOUT, make_queue
@@ -102,15 +103,23 @@ def move_due(connection: Any, providers: Iterable[str], limit: int = 1000) -> in
     """Move every due job of these providers onto its queue: deferred chunks, and RQ's scheduled
     jobs (chunk retries; RQ scores them in whole seconds, which the same script handles). One
     script call for all of them; returns how many moved."""
-    pairs: list[str] = []
-    for provider in providers:
-        queue = make_queue(provider, connection)
-        scheduled = ScheduledJobRegistry(queue=queue).key  # type: ignore[no-untyped-call]
-        pairs += [keys.deferred(provider), queue.key, scheduled, queue.key]
+    pairs = _due_keys(tuple(providers))
     if not pairs:
         return 0
     script = _deferred_script(connection)
-    return int(script(keys=pairs, args=["due", limit, Job.redis_job_namespace_prefix]))
+    return int(script(keys=list(pairs), args=["due", limit, Job.redis_job_namespace_prefix]))
+
+
+@functools.cache
+def _due_keys(providers: tuple[str, ...]) -> tuple[str, ...]:
+    """(waiting set, queue list) pairs for these providers, built once: the mover runs every tick."""
+    pairs: list[str] = []
+    for provider in providers:
+        name = queue_name(provider)
+        queue_key = Queue.redis_queue_namespace_prefix + name
+        scheduled = ScheduledJobRegistry.key_template.format(name)
+        pairs += [keys.deferred(provider), queue_key, scheduled, queue_key]
+    return tuple(pairs)
 
 
 def group_by_provider(requests: Iterable[Request], size: int) -> dict[str, list[list[Request]]]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Final, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Generic, TypeVar
+
+from shared.errors import ProviderError
 
 T = TypeVar("T")
 
@@ -67,3 +69,12 @@ class CachedToken(ABC, Generic[T]):
         if self._lock is None or self._lock_loop is not loop:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         return self._lock
+
+
+def forget_on_401(error: ProviderError, status: int, sources: Iterable[CachedToken[Any]]) -> ProviderError:
+    """After a 401, drop every cached token; the call is retried only if one of them was old
+    enough that a new token may help."""
+    if status == 401:
+        stale = [source.invalidate() for source in sources]
+        error.retryable = any(stale)
+    return error

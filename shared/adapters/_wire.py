@@ -38,6 +38,14 @@ def header(headers: dict[str, str], name: str) -> str | None:
     return None
 
 
+def bearer_json_headers(api_key: str | None) -> dict[str, str]:
+    """JSON in and out, plus `Authorization: Bearer <key>` when there is a key."""
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
 def join_url(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
 

@@ -24,7 +24,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from shared.adapters._wire import dump_json, header, join_url, load_json
+from shared.adapters._wire import bearer_json_headers, dump_json, header, join_url, load_json
 from shared.adapters.base import Endpoint, HttpRequest, Parsed
 from shared.adapters.openai import (
     ContentPart,
@@ -117,10 +117,7 @@ class BedrockAdapter:
         return COHERE_MAX_TEXTS if embed_family(model) == "cohere" else 1
 
     def headers(self, endpoint: Endpoint) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if endpoint.api_key:
-            headers["authorization"] = f"Bearer {endpoint.api_key}"
-        return headers
+        return bearer_json_headers(endpoint.api_key)
 
     def build_chat(self, endpoint: Endpoint, model: str, body: dict[str, Any]) -> HttpRequest:
         reject_unsupported(body, self.name)

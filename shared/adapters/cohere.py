@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from shared.adapters._wire import (
+    bearer_json_headers,
     dump_json,
     error_from_status,
     error_text,
@@ -67,10 +68,7 @@ class CohereAdapter:
     max_embed_inputs = MAX_EMBED_TEXTS
 
     def headers(self, endpoint: Endpoint) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if endpoint.api_key:
-            headers["authorization"] = f"Bearer {endpoint.api_key}"
-        return headers
+        return bearer_json_headers(endpoint.api_key)
 
     def build_chat(self, endpoint: Endpoint, model: str, body: dict[str, Any]) -> HttpRequest:
         reject_unsupported(body, self.name, json_output=True)

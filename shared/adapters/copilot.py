@@ -27,7 +27,7 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from shared.adapters._token import CachedToken
+from shared.adapters._token import CachedToken, forget_on_401
 from shared.adapters._wire import load_json
 from shared.adapters.base import Endpoint, HttpRequest
 from shared.adapters.openai import OpenAIAdapter
@@ -264,11 +264,7 @@ class CopilotAdapter(OpenAIAdapter):
         }
 
     def parse_error(self, status: int, headers: dict[str, str], content: bytes) -> ProviderError:
-        error = super().parse_error(status, headers, content)
-        if status == 401:
-            stale = [source.invalidate() for source in self._sources.values()]
-            error.retryable = any(stale)
-        return error
+        return forget_on_401(super().parse_error(status, headers, content), status, self._sources.values())
 
     async def authorize(self, endpoint: Endpoint, request: HttpRequest) -> HttpRequest:
         """Add `Authorization: Bearer <copilot key>` and use the API host the exchange named."""

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from shared.adapters._wire import (
+    bearer_json_headers,
     dump_json,
     error_from_status,
     error_text,
@@ -57,9 +58,7 @@ class OpenAIAdapter:
         self.max_embed_inputs = max_embed_inputs
 
     def headers(self, endpoint: Endpoint) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if endpoint.api_key:
-            headers["authorization"] = f"Bearer {endpoint.api_key}"
+        headers = bearer_json_headers(endpoint.api_key)
         for name in ("organization", "project"):
             if value := endpoint.options.get(name):
                 headers[f"openai-{name}"] = value

@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 import msgspec
 import structlog
 
-from shared.adapters._token import CachedToken
+from shared.adapters._token import CachedToken, forget_on_401
 from shared.adapters._wire import dump_json, load_json
 from shared.adapters.base import Endpoint, HttpRequest
 from shared.adapters.openai import OpenAIAdapter
@@ -341,11 +341,7 @@ class QwenOAuthAdapter(OpenAIAdapter):
         }
 
     def parse_error(self, status: int, headers: dict[str, str], content: bytes) -> ProviderError:
-        error = super().parse_error(status, headers, content)
-        if status == 401:
-            stale = [source.invalidate() for source in self._sources.values()]
-            error.retryable = any(stale)
-        return error
+        return forget_on_401(super().parse_error(status, headers, content), status, self._sources.values())
 
     async def authorize(self, endpoint: Endpoint, request: HttpRequest) -> HttpRequest:
         """Add `Authorization: Bearer <access token>` and use the account's API host."""

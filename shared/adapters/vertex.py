@@ -25,7 +25,7 @@ import httpx
 import jwt
 import msgspec
 
-from shared.adapters._token import CachedToken
+from shared.adapters._token import CachedToken, forget_on_401
 from shared.adapters._wire import dump_json, header, load_json
 from shared.adapters.base import Endpoint, HttpRequest, Parsed
 from shared.adapters.gemini import generate_content_payload, google_error, parse_generate_content
@@ -236,11 +236,7 @@ class VertexAdapter:
         return Parsed(body, usage, model, header(headers, "x-request-id") or "", data)
 
     def parse_error(self, status: int, headers: dict[str, str], content: bytes) -> ProviderError:
-        error = google_error(status, content, self.name)
-        if status == 401:
-            stale = [source.invalidate() for source in self._sources.values()]
-            error.retryable = any(stale)
-        return error
+        return forget_on_401(google_error(status, content, self.name), status, self._sources.values())
 
     async def authorize(self, endpoint: Endpoint, request: HttpRequest) -> HttpRequest:
         """Add `Authorization: Bearer <access token>` (minting or refreshing it when needed)."""
